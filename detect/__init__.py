@@ -1,0 +1,1 @@
+"""detect: a research runner for face-forgery detection."""
