@@ -1,0 +1,1 @@
+"""Data layer: DeepfakeBench index, sample table, dataset views, transforms, synthetic benchmark, preprocessing."""

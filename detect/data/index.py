@@ -1,0 +1,300 @@
+"""Read and write DeepfakeBench index JSONs as one sample table.
+
+The hierarchy (DeepfakeBench, ``preprocessing/rearrange.py``)::
+
+    dataset -> label string -> split -> [compression] -> video id -> {"label", "frames", "masks"}
+
+Frame paths come in three forms (``shared/REFERENCE.md``, "Shared data conventions"): absolute;
+``./datasets/rgb/...`` relative to DeepfakeBench's working directory; or relative to the rgb root,
+possibly with Windows backslashes. All three are resolved against the configured ``root``.
+Landmark paths are derived from frame paths (``frames`` -> ``landmarks``, ``.png`` -> ``.npy``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from detect.data.table import COLUMNS, validate_table
+
+COMPRESSIONS = ("raw", "c23", "c40")
+SPLITS = ("train", "val", "test")
+
+
+class IndexError_(ValueError):
+    """A malformed or inconsistent index JSON; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What a label string of the index means: 0 real / 1 fake, and its domain (manipulation)."""
+
+    label: int
+    domain: str
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset as the config describes it (``conf/dataset/*.yaml``)."""
+
+    name: str
+    index: str
+    root: str
+    labels: dict[str, LabelSpec]
+    compression: str | None = None
+    manipulations: list[str] | None = None
+    pairing: str = "none"
+    test_list: str | None = None
+    subset: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> DatasetSpec:
+        """Build from a (resolved) dataset config mapping; unknown keys go to ``extra``."""
+        cfg = dict(cfg)
+        labels = {}
+        for name, spec in (cfg.pop("labels", None) or {}).items():
+            if not isinstance(spec, Mapping) or "label" not in spec or "domain" not in spec:
+                raise IndexError_(
+                    f"dataset {cfg.get('name')!r}: labels.{name} must be a mapping with keys 'label' "
+                    f"(0 real, 1 fake) and 'domain', got {spec!r}"
+                )
+            if int(spec["label"]) not in (0, 1):
+                raise IndexError_(f"dataset {cfg.get('name')!r}: labels.{name}.label must be 0 or 1")
+            labels[str(name)] = LabelSpec(int(spec["label"]), str(spec["domain"]))
+        known = {f for f in cls.__dataclass_fields__ if f not in ("labels", "extra")}
+        kwargs = {k: cfg.pop(k) for k in list(cfg) if k in known}
+        for key in ("name", "index", "root"):
+            if not kwargs.get(key):
+                raise IndexError_(f"dataset config is missing the key {key!r}: {dict(cfg, **kwargs)}")
+        if kwargs.get("manipulations") is not None:
+            kwargs["manipulations"] = [str(m) for m in kwargs["manipulations"]]
+        return cls(labels=labels, extra=cfg, **kwargs)
+
+
+def resolve_frame_path(raw: str, root: str | os.PathLike) -> str:
+    """Resolve one frame path of an index against the rgb ``root`` (all three DeepfakeBench forms)."""
+    text = str(raw).replace("\\", "/")
+    if os.path.isabs(text):
+        return text
+    for prefix in ("./datasets/rgb/", "datasets/rgb/", "./"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return str(Path(root) / PurePosixPath(text))
+
+
+def landmark_path_for(frame_path: str) -> str:
+    """DeepfakeBench convention: ``.../frames/<video>/000.png`` -> ``.../landmarks/<video>/000.npy``."""
+    p = PurePosixPath(frame_path.replace("\\", "/"))
+    parts = ["landmarks" if part == "frames" else part for part in p.parts]
+    return str(PurePosixPath(*parts).with_suffix(".npy"))
+
+
+def frame_number(path: str) -> int:
+    """Frame files are zero-padded numbers (``007.png``); the number orders them."""
+    stem = PurePosixPath(str(path).replace("\\", "/")).stem
+    try:
+        return int(stem)
+    except ValueError:
+        digits = "".join(ch for ch in stem if ch.isdigit())
+        if not digits:
+            raise
+        return int(digits)
+
+
+def evenly_spaced(n_stored: int, n_wanted: int | None) -> np.ndarray:
+    """Indices of ``n_wanted`` frames spread evenly (``linspace``) over ``n_stored`` stored frames.
+
+    DeepfakeBench's defect 3 takes the first N frames; this takes N evenly spaced ones.
+    """
+    if n_wanted is None or n_wanted <= 0 or n_wanted >= n_stored:
+        return np.arange(n_stored)
+    return np.unique(np.linspace(0, n_stored - 1, n_wanted).round().astype(int))
+
+
+def source_video_id(video_id: str, pairing: str) -> str:
+    """The source (target) video a fake was made from: FF++ fake ``000_003`` pairs with real ``000``."""
+    if pairing == "ff":
+        return video_id.split("_")[0]
+    if pairing == "none":
+        return video_id
+    raise IndexError_(f"unknown pairing {pairing!r}: use 'ff' (AAA_BBB fakes pair with AAA) or 'none'")
+
+
+def _load_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"index JSON not found: {path}. Point the dataset's 'index' (under paths.data_dir) at a "
+            "DeepfakeBench index, or preprocess raw videos with scripts/preprocess.py."
+        )
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as err:
+        raise IndexError_(f"{path}: malformed JSON ({err})") from err
+
+
+def _read_test_list(path: str) -> set[str]:
+    """Celeb-DF's ``List_of_testing_videos.txt``: ``<label> <folder>/<video>.mp4`` per line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"test list not found: {path} (dataset.test_list)")
+    names = set()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts:
+                names.add(PurePosixPath(parts[-1]).stem)
+    return names
+
+
+def _video_nodes(
+    data: Mapping, path: str, spec: DatasetSpec, split: str
+) -> Iterable[tuple[str, str, Mapping, tuple[str, ...]]]:
+    """Yield (label name, video id, video node, key path) for one split of one dataset."""
+    if spec.name not in data:
+        raise IndexError_(f"{path}: no top-level key {spec.name!r} (found {sorted(data)}); set dataset.name")
+    by_label = data[spec.name]
+    if not isinstance(by_label, Mapping):
+        raise IndexError_(f"{path}: [{spec.name!r}] must map label names to splits")
+    for label_name, by_split in by_label.items():
+        keys: tuple[str, ...] = (spec.name, label_name)
+        if label_name not in spec.labels:
+            raise IndexError_(
+                f"{path}: unknown label name {label_name!r} at {list(keys)}; declare it under the "
+                f"dataset config's 'labels' (known: {sorted(spec.labels)})"
+            )
+        if not isinstance(by_split, Mapping):
+            raise IndexError_(f"{path}: {list(keys)} must map splits to videos")
+        if split not in by_split:
+            continue
+        node = by_split[split]
+        keys = (*keys, split)
+        if spec.compression is not None:
+            if not isinstance(node, Mapping) or spec.compression not in node:
+                found = sorted(node) if isinstance(node, Mapping) else type(node).__name__
+                raise IndexError_(
+                    f"{path}: no compression {spec.compression!r} at {list(keys)} (found {found}); "
+                    "set dataset.compression"
+                )
+            node = node[spec.compression]
+            keys = (*keys, spec.compression)
+        if not isinstance(node, Mapping):
+            raise IndexError_(f"{path}: {list(keys)} must map video ids to {{'label','frames'}}")
+        for video_id, video in node.items():
+            yield label_name, str(video_id), video, (*keys, str(video_id))
+
+
+def load_split(
+    spec: DatasetSpec,
+    split: str,
+    frames_per_video: int | None = None,
+    check_files: bool = True,
+) -> pd.DataFrame:
+    """Read one split of one dataset into the sample table (see ``detect.data.table``).
+
+    Only the fakes of ``spec.manipulations`` are kept (reals always); ``frames_per_video`` frames are
+    taken evenly spaced over each video's stored frames; missing files fail with the file named.
+    """
+    if split not in SPLITS:
+        raise IndexError_(f"unknown split {split!r}; use one of {SPLITS}")
+    data = _load_json(spec.index)
+    keep_videos = _read_test_list(spec.test_list) if (spec.test_list and split == "test") else None
+    rows: list[dict] = []
+    for label_name, video_id, video, keys in _video_nodes(data, spec.index, spec, split):
+        lab = spec.labels[label_name]
+        if lab.label == 1 and spec.manipulations is not None and lab.domain not in spec.manipulations:
+            continue
+        if keep_videos is not None and video_id not in keep_videos:
+            continue
+        if not isinstance(video, Mapping) or "frames" not in video:
+            raise IndexError_(f"{spec.index}: {list(keys)} has no 'frames' list")
+        frames = [str(f) for f in video["frames"]]
+        if "label" in video and str(video["label"]) != label_name:
+            raise IndexError_(
+                f"{spec.index}: {list(keys)}['label'] is {video['label']!r} but the video sits under "
+                f"{label_name!r}"
+            )
+        masks = [str(m) for m in video.get("masks") or []]
+        mask_by_frame = {frame_number(m): m for m in masks}
+        try:
+            order = sorted(frames, key=frame_number)
+        except ValueError as err:
+            raise IndexError_(f"{spec.index}: {list(keys)} has a frame name that is not a number") from err
+        chosen = evenly_spaced(len(order), frames_per_video)
+        comp = spec.compression or "-"
+        for i in chosen:
+            raw = order[int(i)]
+            fno = frame_number(raw)
+            path = resolve_frame_path(raw, spec.root)
+            mask = mask_by_frame.get(fno)
+            rows.append(
+                {
+                    "path": path,
+                    "label": lab.label,
+                    "label_name": label_name,
+                    "dataset": spec.name,
+                    "domain": lab.domain,
+                    "compression": comp,
+                    "split": split,
+                    "video": f"{spec.name}/{label_name}/{comp}/{video_id}",
+                    "video_id": video_id,
+                    "source_video": f"{spec.name}/{comp}/{source_video_id(video_id, spec.pairing)}",
+                    "frame": fno,
+                    "landmark_path": landmark_path_for(path),
+                    "mask_path": resolve_frame_path(mask, spec.root) if mask else None,
+                }
+            )
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    if spec.subset:
+        from detect.data.subsets import apply_subset
+
+        table = apply_subset(table, spec.subset, spec)
+    if check_files:
+        _check_files(table, spec.index)
+    return validate_table(table.reset_index(drop=True))
+
+
+def _check_files(table: pd.DataFrame, index_path: str) -> None:
+    missing = [p for p in table["path"] if not os.path.isfile(p)]
+    missing += [p for p in table["mask_path"].dropna() if not os.path.isfile(p)]
+    if missing:
+        shown = "\n  ".join(missing[:5])
+        raise FileNotFoundError(
+            f"{index_path}: {len(missing)} file(s) listed in the index do not exist, e.g.\n  {shown}\n"
+            "Check dataset.root (the rgb root the index paths are relative to)."
+        )
+
+
+def write_index(
+    json_path: str | os.PathLike,
+    dataset: str,
+    videos: Sequence[Mapping],
+    root: str | os.PathLike,
+) -> None:
+    """Write a DeepfakeBench index JSON atomically.
+
+    Each item of ``videos`` has keys ``label_name``, ``split``, ``compression`` (or None), ``video_id``,
+    ``frames`` (paths) and optionally ``masks``. Paths are stored relative to ``root`` with ``/``.
+    """
+    tree: dict = {dataset: {}}
+    for v in videos:
+        node = tree[dataset].setdefault(v["label_name"], {}).setdefault(v["split"], {})
+        if v.get("compression"):
+            node = node.setdefault(v["compression"], {})
+        entry = {
+            "label": v["label_name"],
+            "frames": [Path(os.path.relpath(f, root)).as_posix() for f in v["frames"]],
+        }
+        if v.get("masks"):
+            entry["masks"] = [Path(os.path.relpath(m, root)).as_posix() for m in v["masks"]]
+        node[v["video_id"]] = entry
+    from detect.utils.io import atomic_write_text
+
+    atomic_write_text(json_path, json.dumps(tree, indent=1))

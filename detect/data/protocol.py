@@ -1,0 +1,112 @@
+"""From the composed config to the sample tables of a protocol's train, validation and test sets.
+
+A set spec in ``cfg.protocol`` is the dataset config (``cfg.dataset``, or ``cfg.protocol.datasets[key]``
+when the spec names ``dataset: key``) with the spec's own keys overriding it (``manipulations``,
+``compression`` ...), plus its ``split`` and the protocol's frames per video for that role.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from detect.data.index import DatasetSpec, load_split
+
+log = logging.getLogger(__name__)
+
+_SPEC_ONLY = ("dataset", "split", "frames", "perturbation")
+
+
+@dataclass
+class SetSpec:
+    """One evaluation or training set: which dataset, which split, how many frames per video."""
+
+    name: str
+    dataset: DatasetSpec
+    split: str
+    frames: int | None
+    perturbation: dict | None = None
+
+    def load(self, check_files: bool = True) -> pd.DataFrame:
+        return load_split(self.dataset, self.split, self.frames, check_files=check_files)
+
+
+def prepare_data(cfg: DictConfig) -> None:
+    """Resolve ``cfg.data.root``: generate (or find cached) the synthetic benchmark when selected."""
+    if cfg.data.kind == "synthetic":
+        from detect.data.synthetic import SyntheticConfig, ensure_synthetic
+
+        gen = OmegaConf.to_container(cfg.data.generator, resolve=True)
+        root = ensure_synthetic(Path(cfg.paths.cache_dir), SyntheticConfig(**gen))
+        with open_dict(cfg):
+            cfg.data.root = str(root)
+    elif cfg.data.kind != "real":
+        raise ValueError(f"data.kind={cfg.data.kind!r}; use data=synthetic or data=real")
+
+
+def _set_spec(cfg: DictConfig, name: str, spec: Mapping | None, role: str) -> SetSpec:
+    spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec or {})
+    key = spec.get("dataset")
+    if key is None:
+        base = OmegaConf.to_container(cfg.dataset, resolve=True)
+    else:
+        catalogue = cfg.protocol.get("datasets") or {}
+        if key not in catalogue:
+            raise KeyError(
+                f"protocol.{role}.{name} names dataset {key!r}, which is not in protocol.datasets "
+                f"(has {sorted(catalogue)}); add `- /dataset@datasets.{key}: <config>` to the protocol's defaults"
+            )
+        base = OmegaConf.to_container(catalogue[key], resolve=True)
+    base.update({k: v for k, v in spec.items() if k not in _SPEC_ONLY})
+    base.pop("short", None)
+    frames = spec.get("frames", (cfg.protocol.get("frames") or {}).get(role))
+    if "split" not in spec:
+        raise KeyError(f"protocol.{role}.{name} needs a 'split' (train, val or test)")
+    perturb = spec.get("perturbation", cfg.protocol.get("perturbation") if role == "test" else None)
+    if isinstance(perturb, DictConfig):
+        perturb = OmegaConf.to_container(perturb, resolve=True)
+    return SetSpec(name, DatasetSpec.from_config(base), spec["split"], frames, perturb)
+
+
+def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "test")) -> dict:
+    """``{"train": SetSpec | None, "val": SetSpec | None, "test": {name: SetSpec}}`` for the roles asked."""
+    out: dict = {}
+    short = cfg.dataset.get("short", cfg.dataset.name)
+    for role in ("train", "val"):
+        if role in roles:
+            spec = cfg.protocol.get(role)
+            out[role] = _set_spec(cfg, short, spec, role) if spec else None
+    if "test" in roles:
+        tests = cfg.protocol.get("test") or {}
+        out["test"] = {
+            (short if name == "in_domain" else str(name)): _set_spec(cfg, str(name), spec, "test")
+            for name, spec in tests.items()
+        }
+    return out
+
+
+def load_sets(sets: dict) -> dict:
+    """Load every set's table; report every missing index or file at once, then fail."""
+    problems, tables = [], {}
+    flat = [(k, v) for k, v in sets.items() if k != "test" and v is not None]
+    flat += [(f"test/{n}", s) for n, s in (sets.get("test") or {}).items()]
+    for key, spec in flat:
+        try:
+            tables[key] = spec.load()
+        except FileNotFoundError as err:
+            problems.append(f"- {key} ({spec.dataset.name}, split {spec.split}): {err}")
+    if problems:
+        raise FileNotFoundError(
+            "data missing for this protocol:\n" + "\n".join(problems) +
+            "\nPoint paths.data_dir at your DeepfakeBench data (rgb/ + dataset_json/), preprocess raw videos "
+            "with scripts/preprocess.py, or run on the synthetic benchmark with data=synthetic."
+        )
+    for key, table in tables.items():
+        if table.empty:
+            raise ValueError(f"set {key} is empty: check the protocol's split/manipulations for it")
+    return tables

@@ -1,0 +1,64 @@
+"""What a run leaves behind: per-set predictions, results.json and the printed metrics table."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from detect.evaluation.predictions import write_predictions
+from detect.utils.io import atomic_write_json
+
+TABLE_METRICS = ("frame_auc", "frame_eer", "frame_ap", "frame_acc", "frame_logloss", "video_auc", "video_eer")
+
+
+def git_commit() -> str:
+    """The project's git commit (``+dirty`` when the tree has uncommitted changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_predictions(run_dir: str | Path, name: str, predictions: pd.DataFrame) -> Path:
+    """Write one test set's per-frame predictions to ``run_dir/predictions/<name>.csv``."""
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+    path = Path(run_dir) / "predictions" / f"{safe}.csv"
+    write_predictions(path, predictions)
+    return path
+
+
+def write_results(run_dir: str | Path, results: Mapping) -> Path:
+    """Write ``results.json`` atomically."""
+    path = Path(run_dir) / "results.json"
+    atomic_write_json(path, dict(results))
+    return path
+
+
+def format_metrics_table(metrics: Mapping[str, Mapping[str, float]], header: str = "") -> str:
+    """A plain-text table: one row per test set, one column per metric."""
+    cols = ["set", *TABLE_METRICS, "n_frames", "n_videos"]
+    rows = []
+    for name, m in metrics.items():
+        row = [name]
+        for c in cols[1:]:
+            v = m.get(c)
+            if isinstance(v, float):
+                row.append("nan" if math.isnan(v) else f"{v:.4f}")
+            else:
+                row.append("" if v is None else str(v))
+        rows.append(row)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
+    out = [header] if header else []
+    out += [line, "-" * len(line)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)

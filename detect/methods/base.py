@@ -1,0 +1,80 @@
+"""The method contract: a method owns its detector, losses and optimisation step; the engine owns
+everything around it (devices, data loading, epochs, validation-based selection, checkpoints, logging).
+
+Hooks, in the order the engine calls them:
+
+1. ``__init__(backbone, **hyper)`` from ``cfg.method`` (Hydra ``_target_``), then ``.to(device)``;
+2. ``configure_optimizers(epochs, steps_per_epoch) -> list[OptimizerSpec]`` (LTW: θ and w; DPL: a
+   Stage-II policy optimiser); the engine checkpoints and schedules them;
+3. ``build_train_dataset(table, pipeline) -> Dataset`` (frames, aligned tuples, meta pairs, multi-quality);
+4. per epoch: ``on_epoch_start(epoch, dataset, ctx)`` (meta-split, stage switch, warm-up, DFFC's pacing),
+   then ``train_indices(epoch)`` (None: the whole dataset; DFFC returns its pool);
+5. per batch: ``fit_step(batch, ctx) -> StepOutput`` runs one full update through ``ctx`` (autocast,
+   backward, ``ctx.step(optimizer)``), so second-order and multi-stage updates need no engine change;
+6. ``on_epoch_end(epoch, ctx)``; evaluation calls ``predict(images) -> P(fake)`` in eval mode;
+7. ``extra_state()`` / ``load_extra_state(state)``: non-parameter state for checkpoints (tensors,
+   numbers, lists, dicts only: checkpoints load with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from detect.data.transforms import Pipeline
+from detect.data.views import FrameDataset
+from detect.engine.context import StepContext
+from detect.engine.optim import OptimizerSpec
+
+
+@dataclass
+class StepOutput:
+    """What one ``fit_step`` reports: the (detached) loss, scalars to log, per-sample losses."""
+
+    loss: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    sample_losses: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+
+
+class Method(nn.Module):
+    """Base class; subclasses implement ``fit_step`` and ``predict`` and may override the hooks."""
+
+    name = "method"
+
+    def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
+        raise NotImplementedError
+
+    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> Dataset:
+        """Single frames with training augmentation by default."""
+        return FrameDataset(table, pipeline, train=True)
+
+    def on_epoch_start(self, epoch: int, dataset: Dataset, ctx: StepContext) -> None:
+        """Called before each training epoch (epochs count from 0)."""
+
+    def train_indices(self, epoch: int) -> Sequence[int] | None:
+        """The dataset indices to train on this epoch (None: all)."""
+        return None
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, ctx: StepContext) -> None:
+        """Called after each training epoch, before validation."""
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """P(fake) per image, shape [B]."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: Mapping) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no extra state but the checkpoint holds {list(state)}")

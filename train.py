@@ -1,0 +1,18 @@
+"""Train a detector: ``python train.py [method=...] [backbone=...] [dataset=...] [protocol=...]``.
+
+Sweeps: ``python train.py -m experiment=<paper>/<table> [scale=smoke]``. All logic lives in ``detect``.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from detect.cli import run_train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_train(cfg)
+
+
+if __name__ == "__main__":
+    main()
