@@ -88,10 +88,10 @@ def ff_fixture(tmp_path_factory) -> Path:
     return write_ff_fixture(tmp_path_factory.mktemp("ff"))
 
 
-def compose(overrides: list[str], config_name: str = "train"):
-    """Compose the project's config with Hydra's compose API (hydra keys included)."""
+def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool = False):
+    """Compose the project's config with Hydra's compose API (as the task function sees it)."""
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_keys)

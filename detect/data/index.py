@@ -112,11 +112,14 @@ def frame_number(path: str) -> int:
 def evenly_spaced(n_stored: int, n_wanted: int | None) -> np.ndarray:
     """Indices of ``n_wanted`` frames spread evenly (``linspace``) over ``n_stored`` stored frames.
 
-    DeepfakeBench's defect 3 takes the first N frames; this takes N evenly spaced ones.
+    ``floor(linspace(0, n - 1, N))``, the rule of DeepfakeBench's preprocessing (which the video
+    preprocessing here uses too); its loader's defect 3 takes the first N frames instead.
     """
+    if n_stored <= 0:
+        return np.zeros(0, dtype=int)
     if n_wanted is None or n_wanted <= 0 or n_wanted >= n_stored:
         return np.arange(n_stored)
-    return np.unique(np.linspace(0, n_stored - 1, n_wanted).round().astype(int))
+    return np.unique(np.linspace(0, n_stored - 1, n_wanted).astype(int))
 
 
 def source_video_id(video_id: str, pairing: str) -> str:

@@ -59,6 +59,11 @@ class Pipeline:
         self.geometry = A.Compose(geometry, additional_targets=extra)
         self.max_group = max_group
 
+    def set_seed(self, seed: int) -> None:
+        """Seed the augmentation draws (albumentations 2.x keeps its own RNG, untouched by global seeds)."""
+        self.augment.set_random_seed(int(seed) % (2**32))
+        self.geometry.set_random_seed((int(seed) + 1) % (2**32))
+
     @property
     def config_hash(self) -> str:
         """A short hash of the pipeline's configuration (printed beside throughput figures)."""

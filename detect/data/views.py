@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from detect.data.images import read_rgb
 from detect.data.transforms import Pipeline
@@ -29,6 +29,18 @@ from detect.data.transforms import Pipeline
 log = logging.getLogger(__name__)
 
 Perturbation = Callable[[np.ndarray, int], np.ndarray]
+
+
+def reseed(dataset: Dataset, seed: int) -> None:
+    """Seed a view's random draws (augmentations; a view's own ``reseed`` when it has one), looking
+    through ``Subset`` wrappers. Called at every epoch start and in every DataLoader worker."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    own = getattr(dataset, "reseed", None)
+    if callable(own):
+        own(seed)
+    elif isinstance(getattr(dataset, "pipeline", None), Pipeline):
+        dataset.pipeline.set_seed(seed)
 
 
 def sample_key(path: str) -> int:

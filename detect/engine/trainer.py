@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
+from detect.data.views import reseed
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
 from detect.engine.evaluate import evaluate_predictions, predict_table, to_device
@@ -88,11 +90,12 @@ def _better(value: float, best: float | None, mode: str) -> bool:
 
 
 def _worker_init(worker_id: int) -> None:
+    """Seed a DataLoader worker from its torch seed (itself drawn from the epoch's generator)."""
     seed = torch.initial_seed() % (2**32)
-    np.random.seed((seed + worker_id) % (2**32))
-    import random
-
-    random.seed(seed + worker_id)
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    reseed(info.dataset, seed)
 
 
 def _epoch_indices(n: int, subset, seed: int, epoch: int, runtime: Runtime) -> list[int]:
@@ -209,7 +212,9 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict:
         rt, tr, ctx = self.runtime, self.cfg.trainer, self.ctx
-        seed_everything(derived_seed(self.cfg.seed, epoch, rt.rank))
+        epoch_seed = derived_seed(self.cfg.seed, epoch, rt.rank)
+        seed_everything(epoch_seed)
+        reseed(self.train_dataset, epoch_seed)
         ctx.epoch = epoch
         self.method.train()
         self.method.on_epoch_start(epoch, self.train_dataset, ctx)

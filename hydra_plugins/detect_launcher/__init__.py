@@ -1,0 +1,1 @@
+"""Hydra plugin package: detect's resumable submitit launchers."""
