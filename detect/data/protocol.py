@@ -86,6 +86,7 @@ def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "te
         out["test"] = {
             (short if name == "in_domain" else str(name)): _set_spec(cfg, str(name), spec, "test")
             for name, spec in tests.items()
+            if spec is not None  # `protocol.test.NAME=null` drops a set
         }
     return out
 

@@ -20,7 +20,8 @@ def _all_standins() -> tuple[str, ...]:
 class SyntheticConfig:
     """What to generate. Every field changes the output, so every field is part of the cache key.
 
-    - ``n_source_videos``: FF++ real videos (each a different identity; paired up, split 60/20/20 by pair);
+    - ``n_source_videos``: FF++ real videos (each a different identity; paired up, split by pair with
+      ``split_fractions``, 60/20/20; stand-ins use ``standin_split_fractions``, 40/20/40, for larger tests);
     - ``frames_per_video``: frames stored per video (spread evenly over a nominal 300-frame clip);
     - ``crf_c23`` / ``crf_c40``: x264 CRF of the two FF++ quality levels; ``x264_preset``;
     - ``standin_videos``: real videos per stand-in (each with one fake per fake label);
@@ -40,12 +41,16 @@ class SyntheticConfig:
     standins: tuple[str, ...] | None = None
     methods: tuple[str, ...] = ("DF", "F2F", "FS", "NT", "FSh")
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    standin_split_fractions: tuple[float, float, float] = (0.4, 0.2, 0.4)
 
     def __post_init__(self) -> None:
         from detect.data.synthetic.standins import FF_METHODS, STAND_INS
 
         self.methods = tuple(self.methods)
         self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
+        self.standin_split_fractions = tuple(  # type: ignore[assignment]
+            float(f) for f in self.standin_split_fractions
+        )
         if self.standins is not None:
             self.standins = tuple(self.standins)
             unknown = [s for s in self.standins if s not in STAND_INS]
@@ -60,8 +65,9 @@ class SyntheticConfig:
             raise ValueError("frames_per_video must be at least 1")
         if self.image_size % 16 or self.image_size < 64:
             raise ValueError("image_size must be a multiple of 16 and at least 64")
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            raise ValueError("split_fractions must be three fractions (train, val, test) summing to 1")
+        for fr in (self.split_fractions, self.standin_split_fractions):
+            if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
+                raise ValueError("split fractions must be three fractions (train, val, test) summing to 1")
 
     @property
     def standin_names(self) -> tuple[str, ...]:

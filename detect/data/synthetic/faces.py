@@ -16,6 +16,7 @@ import numpy as np
 from detect.data.synthetic import landmarks as L
 
 ATLAS = 160
+GRAIN_MARGIN = 48
 ATLAS_U = (-1.8, 1.8)
 ATLAS_V = (-2.0, 1.6)
 
@@ -76,9 +77,12 @@ class Identity:
 
 @dataclass(frozen=True)
 class Scene:
-    """One video's camera and surroundings."""
+    """One video's camera and surroundings (background and sensor grain are drawn lazily from seeds)."""
 
-    background: np.ndarray
+    size: int
+    background_kind: str
+    background_seed: int
+    grain_seed: int
     shirt: np.ndarray
     light_az: float
     light_el: float
@@ -89,17 +93,27 @@ class Scene:
     rescale: float
     motion: np.ndarray
 
+    @property
+    def background(self) -> np.ndarray:
+        """The background image (float32 RGB in [0, 1], ``size``×``size``)."""
+        return _background(self.background_seed, self.size, self.background_kind)
+
+    @property
+    def grain(self) -> np.ndarray:
+        """Unit sensor noise, a little larger than the frame (frames take shifted windows)."""
+        return _grain(self.grain_seed, self.size)
+
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame's pose, expression, light direction, gaze and noise seed."""
+    """One frame's pose, expression, light direction, gaze and where its sensor noise comes from."""
 
     pose: L.Pose
     expression: L.Expression
     light: np.ndarray
     gaze: tuple[float, float]
     exposure: float
-    noise_seed: int
+    noise_offset: tuple[int, int]
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
@@ -173,10 +187,12 @@ def _paint_atlas(ident: Identity) -> dict[str, np.ndarray]:
 
 def sample_scene(rng: np.random.Generator, size: int, style: Style = Style()) -> Scene:
     """Draw one video's background, clothes, lighting, camera noise and motion."""
-    bg = _background(rng, size, style.background)
     az = float(rng.uniform(-1.0, 1.0))
     return Scene(
-        background=bg,
+        size=size,
+        background_kind=style.background,
+        background_seed=int(rng.integers(2**31)),
+        grain_seed=int(rng.integers(2**31)),
         shirt=np.clip(rng.uniform(0.05, 0.9, 3), 0, 1),
         light_az=az,
         light_el=float(rng.uniform(0.1, 0.6)),
@@ -189,8 +205,18 @@ def sample_scene(rng: np.random.Generator, size: int, style: Style = Style()) ->
     )
 
 
-def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
+@lru_cache(maxsize=4)
+def _grain(seed: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grain = rng.standard_normal((size + GRAIN_MARGIN, size + GRAIN_MARGIN, 3), dtype=np.float32)
+    grain.flags.writeable = False
+    return grain
+
+
+@lru_cache(maxsize=4)
+def _background(seed: int, size: int, kind: str) -> np.ndarray:
     """A smooth room-like, studio, outdoor or cluttered background (float32 RGB in [0, 1])."""
+    rng = np.random.default_rng(seed)
     base = rng.uniform(0.15, 0.85, 3)
     other = np.clip(base + rng.normal(0, 0.2, 3), 0, 1)
     ramp = np.linspace(0, 1, size, dtype=np.float32)
@@ -213,7 +239,9 @@ def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
         leaves = np.stack([smooth_noise(rng, (size, size), (size // 8, size // 8)) for _ in range(3)], -1)
         canvas = canvas + 0.07 * leaves
     canvas = cv2.GaussianBlur(canvas, (0, 0), {"clutter": 1.5, "outdoor": 1.0}.get(kind, 2.5))
-    return np.clip(canvas, 0, 1).astype(np.float32)
+    out = np.clip(canvas, 0, 1).astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def sample_frames(
@@ -253,7 +281,7 @@ def sample_frames(
                 light=light / np.linalg.norm(light),
                 gaze=(float(rng.normal(0, 0.25)), float(rng.normal(0, 0.15))),
                 exposure=float(1 + rng.normal(0, 0.03)),
-                noise_seed=int(rng.integers(2**31)),
+                noise_offset=(int(rng.integers(GRAIN_MARGIN)), int(rng.integers(GRAIN_MARGIN))),
             )
         )
     return frames
@@ -388,13 +416,12 @@ def render(
         k: cv2.warpAffine(a, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         for k, a in atlas.items()
     }
-    hair = warp["hair"] * shade
-    _over(img, hair, warp["back"])
+    _over(img, warp["hair"], warp["back"], shade=shade)
     outline = L.face_outline(lm)
     face_a, froi = poly_alpha(size, outline)
     _over(img, warp["skin"], face_a, froi, shade)
     _draw_features(img, ident, fr, lm, shade, size)
-    _over(img, hair, warp["fringe"][froi] * face_a, froi)
+    _over(img, warp["hair"], warp["fringe"][froi] * face_a, froi, shade)
     # camera
     img *= (scene.tint * fr.exposure).astype(np.float32)
     if scene.blur > 0:
@@ -403,9 +430,9 @@ def render(
         small = max(8, round(size * scene.rescale))
         img = cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA)
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-    if noise and scene.noise > 0:
-        nrng = np.random.default_rng(fr.noise_seed)
-        img += nrng.standard_normal(img.shape, dtype=np.float32) * np.float32(scene.noise)
+    if noise and scene.noise > 0:  # sensor noise: a window of the video's grain, shifted per frame
+        oy, ox = fr.noise_offset
+        img += scene.grain[oy : oy + size, ox : ox + size] * np.float32(scene.noise)
     return to_uint8(img), lm
 
 

@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MARKER = "COMPLETE.json"
 SPLITS = ("train", "val", "test")
 NOMINAL_CLIP = 300
+PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 FF_SWAPS = {
     "DF": M.SwapParams(gen_res=64, strength=0.05, checkerboard=True, colour="mean", mask="hull68",
                        erode=0.05, feather=0.05),
@@ -110,9 +111,19 @@ def render_video(v: Video, size: int) -> tuple[list[np.ndarray], list[np.ndarray
 
 
 def render_swap_sources(source: Video, target: Video, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The source identity rendered in the target's scene, pose, expression and light (what a swap aims at)."""
-    out = [F.render(source.identity, target.scene, fr, size, noise=False) for fr in target.frames]
-    return [o[0] for o in out], [o[1] for o in out]
+    """The source identity in the target's scene, pose, expression and light (what a swap aims at).
+
+    Rendered noise-free at half resolution (the generators work at 64-128 px) and upsampled.
+    """
+    images, lms = [], []
+    half = size // 2
+    for fr in target.frames:
+        p = fr.pose
+        small = replace(fr, pose=replace(p, scale=p.scale / 2, dx=p.dx / 2, dy=p.dy / 2))
+        img, lm = F.render(source.identity, target.scene, small, half, noise=False)
+        images.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR))
+        lms.append((lm * 2 + 0.5).astype(np.float32))
+    return images, lms
 
 
 def expression_targets(target: Video, source: Video, size: int) -> list[np.ndarray]:
@@ -196,7 +207,7 @@ def _write_frames(
     paths = []
     for img, lm, n in zip(images, lms, nums, strict=True):
         path = folder / f"{n:03d}.png"
-        if not cv2.imwrite(str(path), np.ascontiguousarray(img[..., ::-1])):
+        if not cv2.imwrite(str(path), np.ascontiguousarray(img[..., ::-1]), PNG_PARAMS):
             raise OSError(f"could not write {path}")
         lpath = Path(landmark_path_for(str(path)))
         lpath.parent.mkdir(parents=True, exist_ok=True)
@@ -226,11 +237,12 @@ class Prepared:
 def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepared:
     """Render video ``i`` of ``pool`` and the sources its fakes need (``swap``, ``real``, ``expr``)."""
     if pool == FF_NAME:
-        n, nf, style = cfg.n_source_videos, cfg.frames_per_video, FF_STYLE
+        n, nf, style, fractions = cfg.n_source_videos, cfg.frames_per_video, FF_STYLE, cfg.split_fractions
     else:
-        n, nf, style = cfg.standin_videos, cfg.frames_standin, _pool_members(cfg, pool)[0].style
+        n, nf = cfg.standin_videos, cfg.frames_standin
+        style, fractions = _pool_members(cfg, pool)[0].style, cfg.standin_split_fractions
     size = cfg.image_size
-    partner, split = pairing(cfg.seed, pool, n, cfg.split_fractions)
+    partner, split = pairing(cfg.seed, pool, n, fractions)
     j = partner[i]
     target = make_video(cfg.seed, pool, i, nf, size, style)
     source = make_video(cfg.seed, pool, j, nf, size, style)
@@ -280,7 +292,7 @@ def _write_masks(folder: Path, masks: Sequence[np.ndarray], nums: Sequence[int])
     paths = []
     for mask, n in zip(masks, nums, strict=True):
         path = folder / f"{n:03d}.png"
-        if not cv2.imwrite(str(path), mask):
+        if not cv2.imwrite(str(path), mask, PNG_PARAMS):
             raise OSError(f"could not write {path}")
         paths.append(str(path))
     return paths

@@ -48,21 +48,36 @@ class SwapParams:
     noise: float = 0.0
 
 
+def alpha_roi(alpha: np.ndarray) -> tuple[slice, slice] | None:
+    """Bounding box of where ``alpha`` is at least 1/255 (None if nowhere)."""
+    inside = alpha >= 1.0 / 255.0
+    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+    if not rows.size:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def blend_roi(
+    real: np.ndarray, fake_roi: np.ndarray, alpha: np.ndarray, roi: tuple[slice, slice] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend a fake given over ``roi`` only (see :func:`blend`)."""
+    out = real.copy()
+    inside = alpha >= 1.0 / 255.0
+    if roi is not None:
+        a = np.where(inside[roi], np.minimum(alpha[roi], 1.0), 0.0).astype(np.float32)[..., None]
+        r = real[roi].astype(np.float32)
+        mixed = np.clip(np.rint(r + (np.asarray(fake_roi, np.float32) - r) * a), 0, 255).astype(np.uint8)
+        out[roi] = np.where(inside[roi][..., None], mixed, real[roi])
+    return out, (inside * 255).astype(np.uint8)
+
+
 def blend(real: np.ndarray, fake: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``alpha``·fake + (1-alpha)·real as uint8; alpha below 1/255 counts as 0 (pixels kept exactly).
 
     Returns (image, binary mask 0/255 of where alpha > 0).
     """
-    inside = alpha >= 1.0 / 255.0
-    out = real.copy()
-    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
-    if rows.size:
-        roi = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        a = np.where(inside[roi], np.minimum(alpha[roi], 1.0), 0.0).astype(np.float32)[..., None]
-        r = real[roi].astype(np.float32)
-        mixed = np.clip(np.rint(r + (fake[roi].astype(np.float32) - r) * a), 0, 255).astype(np.uint8)
-        out[roi] = np.where(inside[roi][..., None], mixed, real[roi])
-    return out, (inside * 255).astype(np.uint8)
+    roi = alpha_roi(alpha)
+    return blend_roi(real, fake[roi] if roi is not None else fake, alpha, roi)
 
 
 def colour_transfer(src: np.ndarray, ref: np.ndarray, weight: np.ndarray, mode: str) -> np.ndarray:
@@ -99,6 +114,10 @@ def _square_box(pts: np.ndarray, margin: float) -> tuple[int, int, int]:
 
 
 def _crop(img: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """A ``side``-square window at (x0, y0), reflecting the image beyond its borders."""
+    h, w = img.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:
+        return img[y0 : y0 + side, x0 : x0 + side]
     pad = side
     padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     return padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
@@ -127,19 +146,23 @@ def swap(
 ) -> Fake:
     """Identity swap: ``source`` (the other identity in the target's pose) through the generator."""
     size = real.shape[0]
+    alpha = face_alpha(lm, p.mask, scale, p.erode, p.feather, size)
     x0, y0, side = _square_box(lm[:68], 0.15)
     face = _crop(source, x0, y0, side).astype(np.float32) / 255.0
     small = cv2.resize(face, (p.gen_res, p.gen_res), interpolation=cv2.INTER_AREA)
-    gen = small + net.residual(small, p.strength)
+    gen = small + net.residual(small, p.strength) if p.strength > 0 else small
     up = cv2.resize(gen, (side, side), interpolation=cv2.INTER_LINEAR)
     if p.sharpen > 0:
         up = up + p.sharpen * (up - cv2.GaussianBlur(up, (0, 0), 1.5))
     if p.noise > 0:
         up = up + rng.normal(0, p.noise, up.shape).astype(np.float32)
-    generated = _paste(real.astype(np.float32) / 255.0, up, x0, y0)
-    alpha = face_alpha(lm, p.mask, scale, p.erode, p.feather, size)
-    generated = colour_transfer(generated, real.astype(np.float32) / 255.0, alpha, p.colour)
-    image, mask = blend(real, np.clip(generated * 255.0, 0, 255), alpha)
+    roi = alpha_roi(alpha)
+    if roi is None:
+        return Fake(real.copy(), np.zeros(real.shape[:2], np.uint8), lm.copy())
+    ref = real[roi].astype(np.float32) / 255.0
+    generated = _paste(ref, up, x0 - roi[1].start, y0 - roi[0].start)
+    generated = colour_transfer(generated, ref, alpha[roi], p.colour)
+    image, mask = blend_roi(real, np.clip(generated * 255.0, 0, 255), alpha, roi)
     out_lm = lm.copy()
     out_lm[17:68] = source_lm[17:68]
     return Fake(image, mask, out_lm)
