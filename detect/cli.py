@@ -22,7 +22,9 @@ def run_train(cfg: DictConfig) -> float | None:
     from detect.engine.trainer import train
 
     hc = HydraConfig.get()
-    choices = {k: v for k, v in OmegaConf.to_container(hc.runtime.choices).items() if not k.startswith("hydra")}
+    choices = {
+        k: v for k, v in OmegaConf.to_container(hc.runtime.choices).items() if not k.startswith("hydra")
+    }
     results = train(cfg, Path(hc.runtime.output_dir), choices)
     return results.get("best_val")
 

@@ -36,7 +36,9 @@ def write_ff_fixture(
     """
     rng = np.random.default_rng(0)
     labels = {"Deepfakes": "FF-DF", "Face2Face": "FF-F2F", "FaceSwap": "FF-FS", "NeuralTextures": "FF-NT"}
-    split_of = {i: ("train" if i < n_videos - 2 else "val" if i == n_videos - 2 else "test") for i in range(n_videos)}
+    split_of = {
+        i: ("train" if i < n_videos - 2 else "val" if i == n_videos - 2 else "test") for i in range(n_videos)
+    }
     tree: dict = {"FaceForensics++": {"FF-real": {}, **{labels[m]: {} for m in methods}}}
     rgb = root / "rgb"
 

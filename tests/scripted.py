@@ -18,8 +18,14 @@ class LinearProbe(Method):
 
     name = "linear_probe"
 
-    def __init__(self, backbone: Mapping, optim: Mapping, scheduler: Mapping | None = None,
-                 nan_at_step: int | None = None, name: str = "linear_probe") -> None:
+    def __init__(
+        self,
+        backbone: Mapping,
+        optim: Mapping,
+        scheduler: Mapping | None = None,
+        nan_at_step: int | None = None,
+        name: str = "linear_probe",
+    ) -> None:
         super().__init__()
         self.head = nn.Linear(6, 1)
         self.optim_cfg, self.scheduler_cfg, self.nan_at_step = optim, scheduler, nan_at_step

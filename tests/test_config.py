@@ -35,8 +35,9 @@ def test_method_config_is_not_overridden_by_global_defaults():
     assert smoke.trainer.epochs == 2 and smoke.backbone.name == "tiny"  # scale beats the method
 
 
-@pytest.mark.parametrize("group", ["dataset", "backbone", "protocol", "method", "runtime", "logger",
-                                   "augment", "data"])
+@pytest.mark.parametrize(
+    "group", ["dataset", "backbone", "protocol", "method", "runtime", "logger", "augment", "data"]
+)
 def test_every_option_composes(group):
     for path in sorted((CONF / group).glob("*.yaml")):
         cfg = compose([f"{group}={path.stem}"])
@@ -44,12 +45,20 @@ def test_every_option_composes(group):
         if group == "dataset":
             d = cfg.dataset
             assert d.name and d.index.endswith(".json") and d.labels
-            assert any(v.label == 0 for v in d.labels.values()) and any(v.label == 1 for v in d.labels.values())
+            assert any(v.label == 0 for v in d.labels.values()) and any(
+                v.label == 1 for v in d.labels.values()
+            )
 
 
 def test_ff_overrides_and_real_data_paths(tmp_path):
-    cfg = compose(["data=real", f"paths.data_dir={tmp_path}", "dataset.compression=c40",
-                   "dataset.manipulations=[DF,F2F]"])
+    cfg = compose(
+        [
+            "data=real",
+            f"paths.data_dir={tmp_path}",
+            "dataset.compression=c40",
+            "dataset.manipulations=[DF,F2F]",
+        ]
+    )
     assert cfg.dataset.index == f"{tmp_path}/dataset_json/FaceForensics++.json"
     assert cfg.dataset.compression == "c40" and list(cfg.dataset.manipulations) == ["DF", "F2F"]
 
@@ -70,5 +79,11 @@ def test_real_data_missing_names_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         load_sets(protocol_sets(cfg))
     msg = str(err.value)
-    for what in ("FaceForensics++.json", "Celeb-DF-v2.json", "DFDC.json", "WildDeepfake.json", "data=synthetic"):
+    for what in (
+        "FaceForensics++.json",
+        "Celeb-DF-v2.json",
+        "DFDC.json",
+        "WildDeepfake.json",
+        "data=synthetic",
+    ):
         assert what in msg

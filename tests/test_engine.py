@@ -16,18 +16,33 @@ from detect.engine.trainer import Trainer
 
 PROBE = [
     "method._target_=scripted.LinearProbe",
-    "~method.loss", "~method.focal_gamma", "~method.dropout",
+    "~method.loss",
+    "~method.focal_gamma",
+    "~method.dropout",
 ]
 
 
 def make_cfg(data_root: Path, out: Path, extra: list[str] = ()):
-    return compose([
-        "data=real", f"paths.data_dir={data_root}", f"paths.output_dir={out}", f"paths.cache_dir={out}/cache",
-        "backbone=tiny", "backbone.input_size=32", "logger=none", "runtime.num_workers=0",
-        "trainer.progress=false", "trainer.batch_size=8", "trainer.eval_batch_size=32",
-        "dataset.manipulations=[DF,F2F]", "protocol.frames.train=4", "protocol.frames.val=10",
-        "protocol.frames.test=10", *extra,
-    ])
+    return compose(
+        [
+            "data=real",
+            f"paths.data_dir={data_root}",
+            f"paths.output_dir={out}",
+            f"paths.cache_dir={out}/cache",
+            "backbone=tiny",
+            "backbone.input_size=32",
+            "logger=none",
+            "runtime.num_workers=0",
+            "trainer.progress=false",
+            "trainer.batch_size=8",
+            "trainer.eval_batch_size=32",
+            "dataset.manipulations=[DF,F2F]",
+            "protocol.frames.train=4",
+            "protocol.frames.val=10",
+            "protocol.frames.test=10",
+            *extra,
+        ]
+    )
 
 
 def run(cfg, run_dir: Path) -> tuple[Trainer, dict]:
@@ -37,23 +52,43 @@ def run(cfg, run_dir: Path) -> tuple[Trainer, dict]:
 
 
 def test_lr_schedule_per_epoch(ff_fixture, tmp_path):
-    cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "trainer.epochs=3", "method.optim.lr=0.1",
-                                          "method.scheduler.name=step", "+method.scheduler.step_size=1", "+method.scheduler.gamma=0.5",
-                                          "method.scheduler.interval=epoch"])
+    cfg = make_cfg(
+        ff_fixture,
+        tmp_path,
+        [
+            *PROBE,
+            "trainer.epochs=3",
+            "method.optim.lr=0.1",
+            "method.scheduler.name=step",
+            "+method.scheduler.step_size=1",
+            "+method.scheduler.gamma=0.5",
+            "method.scheduler.interval=epoch",
+        ],
+    )
     tr, _ = run(cfg, tmp_path / "run")
     assert tr.specs[0].optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
 
 def test_lr_schedule_per_step(ff_fixture, tmp_path):
-    cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "trainer.epochs=2", "method.optim.lr=0.1",
-                                          "method.scheduler.name=cosine", "method.scheduler.interval=step"])
+    cfg = make_cfg(
+        ff_fixture,
+        tmp_path,
+        [
+            *PROBE,
+            "trainer.epochs=2",
+            "method.optim.lr=0.1",
+            "method.scheduler.name=cosine",
+            "method.scheduler.interval=step",
+        ],
+    )
     tr = Trainer(cfg, tmp_path / "run")
     tr.setup()
     total = 2 * tr.steps_per_epoch
     assert tr.steps_per_epoch > 1
     tr._train_epoch(0)  # after one epoch (half the iterations) cosine is at its midpoint
     assert tr.specs[0].optimizer.param_groups[0]["lr"] == pytest.approx(
-        0.05 * (1 + math.cos(math.pi * tr.steps_per_epoch / total)))
+        0.05 * (1 + math.cos(math.pi * tr.steps_per_epoch / total))
+    )
     tr._train_epoch(1)
     assert tr.specs[0].optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
@@ -87,8 +122,14 @@ def test_resume_equals_straight_run(ff_fixture, tmp_path):
 def test_selection_uses_validation_only(ff_fixture, tmp_path):
     """With predictions that vary per epoch, the chosen epoch is the validation-best one even though
     another epoch scores higher on the test set."""
-    extra = ["method._target_=scripted.ScriptedScores", "~method.loss", "~method.focal_gamma",
-             "~method.dropout", "trainer.epochs=4", "+method.salt=5"]
+    extra = [
+        "method._target_=scripted.ScriptedScores",
+        "~method.loss",
+        "~method.focal_gamma",
+        "~method.dropout",
+        "trainer.epochs=4",
+        "+method.salt=5",
+    ]
     cfg = make_cfg(ff_fixture, tmp_path, extra)
     tr, res = run(cfg, tmp_path / "run")
     val = [h["val_frame_auc"] for h in res["val_history"]]
@@ -100,8 +141,9 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
     test_auc = []
     for e in range(1, 5):
         tr.method.epoch.fill_(e)
-        preds = predict_table(tr.method, tr.tables["test/FF++"], tr.eval_pipeline, tr.runtime, 32, 0,
-                              progress=False)
+        preds = predict_table(
+            tr.method, tr.tables["test/FF++"], tr.eval_pipeline, tr.runtime, 32, 0, progress=False
+        )
         test_auc.append(evaluate_predictions(preds)["frame_auc"])
     test_best = max(range(4), key=lambda i: test_auc[i]) + 1
     assert test_best != val_best, "fixture must make the val-best and test-best epochs differ"

@@ -26,8 +26,14 @@ LABELS = {
 
 
 def spec(root: Path, **kw) -> DatasetSpec:
-    cfg = {"name": "FaceForensics++", "index": str(root / "dataset_json" / "FaceForensics++.json"),
-           "root": str(root / "rgb"), "compression": "c23", "pairing": "ff", "labels": LABELS}
+    cfg = {
+        "name": "FaceForensics++",
+        "index": str(root / "dataset_json" / "FaceForensics++.json"),
+        "root": str(root / "rgb"),
+        "compression": "c23",
+        "pairing": "ff",
+        "labels": LABELS,
+    }
     cfg.update(kw)
     return DatasetSpec.from_config(cfg)
 

@@ -28,10 +28,22 @@ def _env() -> dict:
 
 def _common(data: Path, out: Path) -> list[str]:
     return [
-        "data=real", f"paths.data_dir={data}", f"paths.output_dir={out}", "logger=none", "backbone=tiny",
-        "backbone.input_size=32", "runtime.num_workers=0", "trainer.progress=false", "augment=none",
-        "dataset.manipulations=[DF,F2F]", "protocol.frames.train=4", "method._target_=scripted.LinearProbe",
-        "~method.loss", "~method.focal_gamma", "~method.dropout", "trainer.epochs=2",
+        "data=real",
+        f"paths.data_dir={data}",
+        f"paths.output_dir={out}",
+        "logger=none",
+        "backbone=tiny",
+        "backbone.input_size=32",
+        "runtime.num_workers=0",
+        "trainer.progress=false",
+        "augment=none",
+        "dataset.manipulations=[DF,F2F]",
+        "protocol.frames.train=4",
+        "method._target_=scripted.LinearProbe",
+        "~method.loss",
+        "~method.focal_gamma",
+        "~method.dropout",
+        "trainer.epochs=2",
     ]
 
 
@@ -44,12 +56,26 @@ def _free_port() -> int:
 @pytest.mark.e2e
 def test_torchrun_two_cpu_processes_match_single_process(ff_fixture, tmp_path):
     """2 processes x batch 8 (gradients averaged over gloo) == 1 process x batch 16, step for step."""
-    single = [sys.executable, "train.py", *_common(ff_fixture, tmp_path), "run_name=single",
-              "trainer.batch_size=16"]
+    single = [
+        sys.executable,
+        "train.py",
+        *_common(ff_fixture, tmp_path),
+        "run_name=single",
+        "trainer.batch_size=16",
+    ]
     subprocess.run(single, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=300)
-    ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "train.py", *_common(ff_fixture, tmp_path), "run_name=ddp",
-           "trainer.batch_size=8"]
+    ddp = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "train.py",
+        *_common(ff_fixture, tmp_path),
+        "run_name=ddp",
+        "trainer.batch_size=8",
+    ]
     proc = subprocess.run(ddp, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 1 of 2 (gloo)" in proc.stdout + proc.stderr
@@ -76,8 +102,15 @@ again.result()
 
 @pytest.mark.e2e
 def test_requeued_sweep_job_resumes_in_its_run_directory(ff_fixture, tmp_path):
-    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=local", *_common(ff_fixture, tmp_path),
-           "trainer.epochs=1", "seed=0"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "hydra/launcher=local",
+        *_common(ff_fixture, tmp_path),
+        "trainer.epochs=1",
+        "seed=0",
+    ]
     subprocess.run(cmd, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=300)
     sweeps = list((tmp_path / "multirun").iterdir())
     assert len(sweeps) == 1
@@ -87,11 +120,23 @@ def test_requeued_sweep_job_resumes_in_its_run_directory(ff_fixture, tmp_path):
     pkl = next(sweeps[0].glob(".submitit/*/*_submitted.pkl"))
     time.sleep(1.1)  # a new process re-resolving ${now:...} would get another directory name
     env = _env()
-    env.update(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="4242", SUBMITIT_LOCAL_NTASKS="1",
-               SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_GLOBALID="0",
-               SUBMITIT_LOCAL_LOCALID="0")
-    proc = subprocess.run([sys.executable, "-c", REQUEUE, str(pkl)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env.update(
+        SUBMITIT_EXECUTOR="local",
+        SUBMITIT_LOCAL_JOB_ID="4242",
+        SUBMITIT_LOCAL_NTASKS="1",
+        SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+        SUBMITIT_LOCAL_NODEID="0",
+        SUBMITIT_LOCAL_GLOBALID="0",
+        SUBMITIT_LOCAL_LOCALID="0",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", REQUEUE, str(pkl)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "multirun").iterdir()) == sweeps  # no new sweep directory
     log = (job_dir / "train.log").read_text()

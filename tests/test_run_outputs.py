@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_wandb_offline_run_logs_locally(ff_fixture, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "logger=wandb", "trainer.epochs=1", "trainer.log_every_n_steps=1"])
+    cfg = make_cfg(
+        ff_fixture, tmp_path, [*PROBE, "logger=wandb", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
+    )
     tr, res = run(cfg, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -42,7 +44,9 @@ def test_wandb_failure_never_stops_training(ff_fixture, tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "init", broken)
     cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "logger=wandb", "trainer.epochs=1"])
     tr, res = run(cfg, tmp_path / "run")
-    assert res["status"] == "complete" and isinstance(tr.logger, loggers.WandbLogger) and tr.logger.run is None
+    assert (
+        res["status"] == "complete" and isinstance(tr.logger, loggers.WandbLogger) and tr.logger.run is None
+    )
 
 
 def test_bf16_autocast_on_cpu(ff_fixture, tmp_path):
@@ -55,7 +59,16 @@ def test_bf16_autocast_on_cpu(ff_fixture, tmp_path):
 def test_results_and_predictions_written(ff_fixture, tmp_path):
     tr, res = run(make_cfg(ff_fixture, tmp_path, [*PROBE, "trainer.epochs=1"]), tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("config", "git_commit", "seed", "metrics", "best_epoch", "timings", "status", "select_metric"):
+    for key in (
+        "config",
+        "git_commit",
+        "seed",
+        "metrics",
+        "best_epoch",
+        "timings",
+        "status",
+        "select_metric",
+    ):
         assert key in saved
     preds = pd.read_csv(tmp_path / "run" / "predictions" / "FF++.csv", dtype={"video": str})
     assert len(preds) == saved["metrics"]["FF++"]["n_frames"] and preds["prob"].between(0, 1).all()
@@ -65,16 +78,51 @@ def test_results_and_predictions_written(ff_fixture, tmp_path):
 @pytest.mark.e2e
 def test_eval_py_scores_a_checkpoint_on_another_protocol(ff_fixture, tmp_path):
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    common = ["data=real", f"paths.data_dir={ff_fixture}", f"paths.output_dir={tmp_path}", "runtime.num_workers=0",
-              "trainer.progress=false"]
-    subprocess.run([sys.executable, "train.py", *common, "logger=none", "backbone=tiny", "backbone.input_size=32",
-                    "trainer.epochs=1", "dataset.manipulations=[DF,F2F]", "run_name=t"],
-                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    common = [
+        "data=real",
+        f"paths.data_dir={ff_fixture}",
+        f"paths.output_dir={tmp_path}",
+        "runtime.num_workers=0",
+        "trainer.progress=false",
+    ]
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *common,
+            "logger=none",
+            "backbone=tiny",
+            "backbone.input_size=32",
+            "trainer.epochs=1",
+            "dataset.manipulations=[DF,F2F]",
+            "run_name=t",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     ckpt = tmp_path / "runs/t/checkpoints/best.pt"
-    proc = subprocess.run([sys.executable, "eval.py", *common, f"ckpt={ckpt}", "protocol=cross_manipulation",
-                           "dataset.manipulations=[DF,F2F]", "protocol.test.FS=null", "protocol.test.NT=null",
-                           "run_name=e", "protocol.perturbation={name: jpeg, quality: 40}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "eval.py",
+            *common,
+            f"ckpt={ckpt}",
+            "protocol=cross_manipulation",
+            "dataset.manipulations=[DF,F2F]",
+            "protocol.test.FS=null",
+            "protocol.test.NT=null",
+            "run_name=e",
+            "protocol.perturbation={name: jpeg, quality: 40}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "runs/e/results.json").read_text())
     assert set(res["metrics"]) == {"DF", "F2F"} and res["checkpoint_epoch"] == 1

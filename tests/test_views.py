@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -24,9 +23,16 @@ LABELS = {
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     root = write_ff_fixture(tmp_path_factory.mktemp("views"), methods=("Deepfakes", "Face2Face", "FaceSwap"))
-    s = DatasetSpec.from_config({"name": "FaceForensics++", "index": str(root / "dataset_json/FaceForensics++.json"),
-                                 "root": str(root / "rgb"), "compression": "c23", "pairing": "ff",
-                                 "labels": LABELS})
+    s = DatasetSpec.from_config(
+        {
+            "name": "FaceForensics++",
+            "index": str(root / "dataset_json/FaceForensics++.json"),
+            "root": str(root / "rgb"),
+            "compression": "c23",
+            "pairing": "ff",
+            "labels": LABELS,
+        }
+    )
     return load_split(s, "train", frames_per_video=5)
 
 
@@ -65,8 +71,15 @@ def test_aligned_group_is_one_source_frame(table):
 def test_group_shares_one_augmentation_draw(table):
     import albumentations as A  # noqa: F401 - the pipeline instantiates from specs
 
-    aug = [{"_target_": "albumentations.Affine", "rotate": [-40, 40], "translate_percent": [-0.2, 0.2], "p": 1.0},
-           {"_target_": "albumentations.RandomBrightnessContrast", "p": 1.0}]
+    aug = [
+        {
+            "_target_": "albumentations.Affine",
+            "rotate": [-40, 40],
+            "translate_percent": [-0.2, 0.2],
+            "p": 1.0,
+        },
+        {"_target_": "albumentations.RandomBrightnessContrast", "p": 1.0},
+    ]
     pipe = plain(augment=aug)
     img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     for _ in range(5):

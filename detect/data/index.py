@@ -85,7 +85,7 @@ def resolve_frame_path(raw: str, root: str | os.PathLike) -> str:
         return text
     for prefix in ("./datasets/rgb/", "datasets/rgb/", "./"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             break
     return str(Path(root) / PurePosixPath(text))
 

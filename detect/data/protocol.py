@@ -59,7 +59,8 @@ def _set_spec(cfg: DictConfig, name: str, spec: Mapping | None, role: str) -> Se
         if key not in catalogue:
             raise KeyError(
                 f"protocol.{role}.{name} names dataset {key!r}, which is not in protocol.datasets "
-                f"(has {sorted(catalogue)}); add `- /dataset@datasets.{key}: <config>` to the protocol's defaults"
+                f"(has {sorted(catalogue)}); add `- /dataset@datasets.{key}: <config>` to the "
+                "protocol's defaults"
             )
         base = OmegaConf.to_container(catalogue[key], resolve=True)
     base.update({k: v for k, v in spec.items() if k not in _SPEC_ONLY})
@@ -103,9 +104,10 @@ def load_sets(sets: dict) -> dict:
             problems.append(f"- {key} ({spec.dataset.name}, split {spec.split}): {err}")
     if problems:
         raise FileNotFoundError(
-            "data missing for this protocol:\n" + "\n".join(problems) +
-            "\nPoint paths.data_dir at your DeepfakeBench data (rgb/ + dataset_json/), preprocess raw videos "
-            "with scripts/preprocess.py, or run on the synthetic benchmark with data=synthetic."
+            "data missing for this protocol:\n"
+            + "\n".join(problems)
+            + "\nPoint paths.data_dir at your DeepfakeBench data (rgb/ + dataset_json/), preprocess raw "
+            "videos with scripts/preprocess.py, or run on the synthetic benchmark with data=synthetic."
         )
     for key, table in tables.items():
         if table.empty:

@@ -34,7 +34,7 @@ def build_augmentations(specs: Sequence[Mapping] | None) -> list[A.BasicTransfor
 
 
 class Pipeline:
-    """Augment (train only) → resize to ``size`` (optionally centre-crop ``crop``) → normalise → CHW tensor."""
+    """Augment (train only) → resize to ``size`` (optionally centre-crop ``crop``) → normalise → CHW."""
 
     def __init__(
         self,
@@ -48,8 +48,13 @@ class Pipeline:
         self.size, self.crop = int(size), (int(crop) if crop else None)
         self.mean = np.asarray(mean, np.float32).reshape(1, 1, 3) * 255.0
         self.std = np.asarray(std, np.float32).reshape(1, 1, 3) * 255.0
-        self.spec = {"augment": _to_container(augment) or [], "size": size, "crop": crop,
-                     "mean": list(mean), "std": list(std)}
+        self.spec = {
+            "augment": _to_container(augment) or [],
+            "size": size,
+            "crop": crop,
+            "mean": list(mean),
+            "std": list(std),
+        }
         geometry: list[A.BasicTransform] = [A.Resize(self.size, self.size)]
         if self.crop:
             geometry.append(A.CenterCrop(self.crop, self.crop))

@@ -129,8 +129,9 @@ class AlignedGroupDataset(Dataset):
                 "check the table's source_video keys (dataset.pairing)"
             )
         if len(groups) < len(reals):
-            log.info("aligned groups: %d of %d real frames have all of %s", len(groups), len(reals),
-                     self.domains)
+            log.info(
+                "aligned groups: %d of %d real frames have all of %s", len(groups), len(reals), self.domains
+            )
         self.groups = np.asarray(groups, dtype=np.int64).reshape(-1, 1 + len(self.domains))
 
     def __len__(self) -> int:
@@ -174,8 +175,10 @@ class MetaPairDataset(Dataset):
         """Rebuild the (sample, meta partner) pairs for this epoch's split of the source domains."""
         overlap = set(train_domains) & set(meta_domains)
         if overlap or not train_domains or not meta_domains:
-            raise ValueError(f"train {list(train_domains)} and meta {list(meta_domains)} domains must be "
-                             "non-empty and disjoint")
+            raise ValueError(
+                f"train {list(train_domains)} and meta {list(meta_domains)} domains must be "
+                "non-empty and disjoint"
+            )
         unknown = (set(train_domains) | set(meta_domains)) - set(self.by_domain)
         if unknown:
             raise ValueError(f"unknown domains {sorted(unknown)}; the table has {sorted(self.by_domain)}")
@@ -189,8 +192,11 @@ class MetaPairDataset(Dataset):
                 partner = _nearest(self.reals, src, frame)
             elif label == 0:
                 choices = [d for d in meta_domains if src in self.by_domain[d]]
-                partner = _nearest(self.by_domain[choices[rng.integers(len(choices))]], src, frame) \
-                    if choices else None
+                partner = (
+                    _nearest(self.by_domain[choices[rng.integers(len(choices))]], src, frame)
+                    if choices
+                    else None
+                )
             else:
                 continue
             if partner is not None:
@@ -220,7 +226,9 @@ class MetaPairDataset(Dataset):
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """Re-encode an RGB uint8 image as JPEG at ``quality`` (OpenCV) and decode it back."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
     if not ok:
         raise RuntimeError(f"JPEG encoding failed at quality {quality}")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -267,7 +275,9 @@ class MultiQualityDataset(Dataset):
         if self.train:
             img = self.pipeline.augment_group([img])[0][0]
         qualities = self.draw(i)
-        versions = [img if q is None else jpeg(img, qv) for q, qv in zip(self.qualities, qualities, strict=True)]
+        versions = [
+            img if q is None else jpeg(img, qv) for q, qv in zip(self.qualities, qualities, strict=True)
+        ]
         images, _ = self.pipeline.finalize_group(versions)
         return {
             "images": torch.stack(images),

@@ -81,7 +81,9 @@ class StepContext:
         """Concatenate a 1-D tensor from every process (sizes may differ); identity when single."""
         if not self.runtime.distributed:
             return tensor
-        sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(self.runtime.world_size)]
+        sizes = [
+            torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(self.runtime.world_size)
+        ]
         dist.all_gather(sizes, torch.tensor([tensor.numel()], device=tensor.device))
         top = int(max(s.item() for s in sizes))
         padded = torch.zeros(top, dtype=tensor.dtype, device=tensor.device)

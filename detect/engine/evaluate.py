@@ -52,7 +52,10 @@ def predict_table(
     dataset = FrameDataset(table, pipeline, train=False, perturbation=build_perturbation(perturbation))
     rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
     loader = DataLoader(
-        Subset(dataset, rows.tolist()), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        Subset(dataset, rows.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
         pin_memory=runtime.device.type == "cuda",
     )
     was_training = method.training

@@ -32,8 +32,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         sets = protocol_sets(cfg, roles=("test",))
         tables = load_sets(sets)
         pipeline = build_pipeline(trained.input, None)
-        logger = build_logger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), str(run_dir),
-                              run_dir.name, runtime.is_main)
+        logger = build_logger(
+            cfg.logger, OmegaConf.to_container(cfg, resolve=True), str(run_dir), run_dir.name, runtime.is_main
+        )
         metrics = evaluate_sets(method, sets["test"], tables, pipeline, runtime, cfg, run_dir, logger)
         results = {
             "task": "eval",
@@ -54,8 +55,12 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         }
         if runtime.is_main:
             write_results(run_dir, results)
-            print(format_metrics_table(metrics, f"checkpoint {cfg.ckpt} (epoch {state.get('epoch')}), "
-                                                f"data={results['data']}"), flush=True)
+            print(
+                format_metrics_table(
+                    metrics, f"checkpoint {cfg.ckpt} (epoch {state.get('epoch')}), data={results['data']}"
+                ),
+                flush=True,
+            )
         logger.finish()
         return results
     finally:

@@ -1,9 +1,10 @@
-"""Run-directory freezing for Hydra launchers (hydra-submitit-launcher) whose preempted jobs resume in their own run directory.
+"""Run-directory freezing for the submitit launchers, so that preempted jobs resume where they ran.
 
 On preemption or timeout, submitit calls ``checkpoint()``, which resubmits the job with its original
 arguments; the new process re-composes the config and would re-resolve ``${now:...}``, landing in a
-fresh directory where ``resume=auto`` finds nothing. The launchers in ``hydra_plugins.detect_launcher`` (Hydra loads launchers only from that
-namespace) resolve ``run_name`` and the sweep
+fresh directory where ``resume=auto`` finds nothing. The launchers in
+``hydra_plugins.detect_launcher`` (Hydra loads launchers only from that namespace) resolve
+``run_name`` and the sweep
 directory once, before submission, and pass the literal ``run_name`` to every job, so a requeued job
 re-composes to the same ``<sweep dir>/<job num>`` and resumes from its last checkpoint
 (``shared/DESIGN.md``, Slurm preemption).

@@ -39,9 +39,15 @@ class WandbLogger(NullLogger):
 
             self.wandb = wandb
             self.run = wandb.init(
-                project=cfg.get("project", "detect"), entity=cfg.get("entity"), mode=cfg.get("mode", "offline"),
-                group=cfg.get("group"), tags=list(cfg.get("tags") or []), dir=run_dir, name=name,
-                config=config, reinit="finish_previous",
+                project=cfg.get("project", "detect"),
+                entity=cfg.get("entity"),
+                mode=cfg.get("mode", "offline"),
+                group=cfg.get("group"),
+                tags=list(cfg.get("tags") or []),
+                dir=run_dir,
+                name=name,
+                config=config,
+                reinit="finish_previous",
             )
         except Exception as err:  # noqa: BLE001 - a tracking failure must never stop training
             self._fail("init", err)
@@ -63,7 +69,9 @@ class WandbLogger(NullLogger):
             return
         try:
             probas = np.stack([1 - probs, probs], axis=1)
-            plot = self.wandb.plot.roc_curve(labels.astype(int), probas, labels=["real", "fake"], classes_to_plot=[1])
+            plot = self.wandb.plot.roc_curve(
+                labels.astype(int), probas, labels=["real", "fake"], classes_to_plot=[1]
+            )
             self.run.log({f"roc/{name}": plot})
         except Exception as err:  # noqa: BLE001
             self._fail("ROC logging", err)

@@ -43,7 +43,7 @@ def build_optimizer(cfg: Mapping, params: Iterable) -> torch.optim.Optimizer:
 def build_scheduler(
     cfg: Mapping | None, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int
 ) -> tuple[lr_scheduler.LRScheduler | None, str]:
-    """Build the schedule; lengths (``step_size``, ``milestones``, cosine period) are in ``interval`` units."""
+    """Build the schedule; ``step_size``, ``milestones`` and the cosine period count ``interval`` units."""
     if not cfg or cfg.get("name", "none") == "none":
         return None, "epoch"
     name, interval = cfg["name"], cfg.get("interval", "epoch")
@@ -51,13 +51,18 @@ def build_scheduler(
         raise ValueError(f"scheduler.interval={interval!r}; use one of {INTERVALS}")
     total = epochs * (steps_per_epoch if interval == "step" else 1)
     if name == "step":
-        sched = lr_scheduler.StepLR(optimizer, step_size=int(cfg["step_size"]), gamma=float(cfg.get("gamma", 0.1)))
+        sched = lr_scheduler.StepLR(
+            optimizer, step_size=int(cfg["step_size"]), gamma=float(cfg.get("gamma", 0.1))
+        )
     elif name == "multistep":
-        sched = lr_scheduler.MultiStepLR(optimizer, milestones=[int(m) for m in cfg["milestones"]],
-                                         gamma=float(cfg.get("gamma", 0.1)))
+        sched = lr_scheduler.MultiStepLR(
+            optimizer, milestones=[int(m) for m in cfg["milestones"]], gamma=float(cfg.get("gamma", 0.1))
+        )
     elif name == "cosine":
         t_max = int(cfg.get("t_max") or total)
-        sched = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, t_max), eta_min=float(cfg.get("eta_min", 0.0)))
+        sched = lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, t_max), eta_min=float(cfg.get("eta_min", 0.0))
+        )
     elif name == "exponential":
         sched = lr_scheduler.ExponentialLR(optimizer, gamma=float(cfg["gamma"]))
     else:

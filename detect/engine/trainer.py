@@ -56,17 +56,23 @@ def check_pretrained(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg.backbone, "pretrained"):
         raise ValueError(
             f"scale=paper trains from ImageNet weights, which cannot be downloaded here: pass "
-            f"backbone.pretrained=/path/to/{cfg.backbone.get('timm_name', 'backbone')}.safetensors (a local file), "
-            "or backbone.pretrained=false to train from scratch on purpose."
+            f"backbone.pretrained=/path/to/{cfg.backbone.get('timm_name', 'backbone')}.safetensors "
+            "(a local file), or backbone.pretrained=false to train from scratch on purpose."
         )
 
 
 def build_method(method_cfg: Mapping, backbone_cfg: Mapping) -> Method:
     """Instantiate ``cfg.method`` (its ``_target_``) with the backbone config; plain containers inside."""
-    method_cfg = OmegaConf.to_container(method_cfg, resolve=True) if isinstance(method_cfg, DictConfig) \
+    method_cfg = (
+        OmegaConf.to_container(method_cfg, resolve=True)
+        if isinstance(method_cfg, DictConfig)
         else dict(method_cfg)
-    backbone_cfg = OmegaConf.to_container(backbone_cfg, resolve=True) if isinstance(backbone_cfg, DictConfig) \
+    )
+    backbone_cfg = (
+        OmegaConf.to_container(backbone_cfg, resolve=True)
+        if isinstance(backbone_cfg, DictConfig)
         else dict(backbone_cfg)
+    )
     method = instantiate(method_cfg, backbone=backbone_cfg, _recursive_=False, _convert_="all")
     if not isinstance(method, Method):
         raise TypeError(f"method._target_ must build a detect.methods.base.Method, got {type(method)}")
@@ -168,8 +174,12 @@ class Trainer:
         state = load_checkpoint(path, self.runtime.device)
         self.method.load_state_dict(state["method"], strict=True)
         if len(state["optimizers"]) != len(self.specs):
-            raise ValueError(f"{path}: {len(state['optimizers'])} optimisers saved, {len(self.specs)} configured")
-        for spec, opt_state, sched_state in zip(self.specs, state["optimizers"], state["schedulers"], strict=True):
+            raise ValueError(
+                f"{path}: {len(state['optimizers'])} optimisers saved, {len(self.specs)} configured"
+            )
+        for spec, opt_state, sched_state in zip(
+            self.specs, state["optimizers"], state["schedulers"], strict=True
+        ):
             spec.optimizer.load_state_dict(opt_state)
             if spec.scheduler is not None and sched_state is not None:
                 spec.scheduler.load_state_dict(sched_state)
@@ -204,9 +214,14 @@ class Trainer:
         workers = int(self.cfg.runtime.num_workers)
         pin = self.cfg.runtime.pin_memory
         return DataLoader(
-            Subset(self.train_dataset, mine), batch_size=int(tr.batch_size), shuffle=False,
-            num_workers=workers, worker_init_fn=_worker_init, generator=gen,
-            drop_last=len(mine) >= int(tr.batch_size), persistent_workers=False,
+            Subset(self.train_dataset, mine),
+            batch_size=int(tr.batch_size),
+            shuffle=False,
+            num_workers=workers,
+            worker_init_fn=_worker_init,
+            generator=gen,
+            drop_last=len(mine) >= int(tr.batch_size),
+            persistent_workers=False,
             pin_memory=(rt.device.type == "cuda") if pin == "auto" else bool(pin),
         )
 
@@ -220,8 +235,12 @@ class Trainer:
         self.method.on_epoch_start(epoch, self.train_dataset, ctx)
         loader = self._loader(epoch)
         losses, n_batches, t0, data_t = [], 0, time.perf_counter(), 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False,
-                   disable=not (tr.progress and rt.is_main))
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{tr.epochs}",
+            leave=False,
+            disable=not (tr.progress and rt.is_main),
+        )
         t_data = time.perf_counter()
         for b, batch in enumerate(bar):
             if tr.limit_train_batches and b >= int(tr.limit_train_batches):
@@ -245,7 +264,11 @@ class Trainer:
             losses.append(loss)
             n_batches += 1
             if rt.is_main and ctx.global_step % int(tr.log_every_n_steps) == 0:
-                logs = {"train/loss": loss, "epoch": epoch + 1, **{f"train/{k}": v for k, v in out.logs.items()}}
+                logs = {
+                    "train/loss": loss,
+                    "epoch": epoch + 1,
+                    **{f"train/{k}": v for k, v in out.logs.items()},
+                }
                 logs.update({f"lr/{s.name}": s.optimizer.param_groups[0]["lr"] for s in self.specs})
                 self.logger.log(logs, step=ctx.global_step)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -257,22 +280,34 @@ class Trainer:
         if rt.distributed:  # keep BatchNorm statistics identical across processes
             for buf in self.method.buffers():
                 dist.broadcast(buf, 0)
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "batches": n_batches,
-                "time_s": time.perf_counter() - t0, "data_wait_s": data_t}
+        return {
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "batches": n_batches,
+            "time_s": time.perf_counter() - t0,
+            "data_wait_s": data_t,
+        }
 
     def _validate(self, epoch: int) -> dict | None:
         if "val" not in self.tables:
             return None
         tr, rt = self.cfg.trainer, self.runtime
         preds = predict_table(
-            self.method, self.tables["val"], self.eval_pipeline, rt, int(tr.eval_batch_size),
-            int(self.cfg.runtime.num_workers), None, tr.limit_eval_batches, desc="val", progress=tr.progress,
+            self.method,
+            self.tables["val"],
+            self.eval_pipeline,
+            rt,
+            int(tr.eval_batch_size),
+            int(self.cfg.runtime.num_workers),
+            None,
+            tr.limit_eval_batches,
+            desc="val",
+            progress=tr.progress,
         )
         return evaluate_predictions(preds)
 
     def fit(self) -> dict:
         """Train, select on validation, test; returns the results written to results.json."""
-        cfg, rt, tr = self.cfg, self.runtime, self.cfg.trainer
+        rt, tr = self.runtime, self.cfg.trainer
         ckpt_dir = self.run_dir / "checkpoints"
         t_train = time.perf_counter()
         select = tr.select.metric
@@ -293,11 +328,23 @@ class Trainer:
                 if improved:
                     save_checkpoint(ckpt_dir / BEST, state)
                 save_checkpoint(ckpt_dir / LAST, state)
-                self.logger.log({"epoch": epoch + 1, "train/epoch_loss": stats["loss"],
-                                 **{f"val/{k}": v for k, v in (val or {}).items()}}, step=self.ctx.global_step)
+                self.logger.log(
+                    {
+                        "epoch": epoch + 1,
+                        "train/epoch_loss": stats["loss"],
+                        **{f"val/{k}": v for k, v in (val or {}).items()},
+                    },
+                    step=self.ctx.global_step,
+                )
                 shown = f"val {select}={val.get(select):.4f}" if val else "no validation set"
-                log.info("epoch %d/%d: loss %.4f, %s, %.1fs", epoch + 1, tr.epochs, stats["loss"], shown,
-                         stats["time_s"])
+                log.info(
+                    "epoch %d/%d: loss %.4f, %s, %.1fs",
+                    epoch + 1,
+                    tr.epochs,
+                    stats["loss"],
+                    shown,
+                    stats["time_s"],
+                )
             if rt.distributed:
                 dist.barrier()
         self.timings["train_s"] = time.perf_counter() - t_train
@@ -310,8 +357,16 @@ class Trainer:
         best_path = self.run_dir / "checkpoints" / BEST
         if best_path.is_file():
             self.method.load_state_dict(load_checkpoint(best_path, rt.device)["method"], strict=True)
-        metrics = evaluate_sets(self.method, self.sets["test"], self.tables, self.eval_pipeline, rt, cfg,
-                                self.run_dir, self.logger)
+        metrics = evaluate_sets(
+            self.method,
+            self.sets["test"],
+            self.tables,
+            self.eval_pipeline,
+            rt,
+            cfg,
+            self.run_dir,
+            self.logger,
+        )
         self.timings["test_s"] = time.perf_counter() - t0
         results = {
             "task": "train",
@@ -325,7 +380,9 @@ class Trainer:
             "experiment": self.choices.get("experiment"),
             "choices": self.choices,
             "best_epoch": self.best["epoch"],
-            "select_metric": f"val/{tr.select.metric} ({tr.select.mode})" if "val" in self.tables else "last epoch",
+            "select_metric": f"val/{tr.select.metric} ({tr.select.mode})"
+            if "val" in self.tables
+            else "last epoch",
             "best_val": self.best["value"],
             "metrics": metrics,
             "val_history": self.history,
@@ -334,25 +391,50 @@ class Trainer:
         }
         if rt.is_main:
             write_results(self.run_dir, results)
-            self.logger.summary({f"test/{s}/{k}": v for s, m in metrics.items() for k, v in m.items()
-                                 if isinstance(v, int | float)})
-            header = (f"method={results['method']} backbone={results['backbone']} data={results['data']} "
-                      f"seed={results['seed']} best epoch={results['best_epoch']} (selected on "
-                      f"{results['select_metric']})")
+            self.logger.summary(
+                {
+                    f"test/{s}/{k}": v
+                    for s, m in metrics.items()
+                    for k, v in m.items()
+                    if isinstance(v, int | float)
+                }
+            )
+            header = (
+                f"method={results['method']} backbone={results['backbone']} data={results['data']} "
+                f"seed={results['seed']} best epoch={results['best_epoch']} (selected on "
+                f"{results['select_metric']})"
+            )
             print(format_metrics_table(metrics, header), flush=True)
         self.logger.finish()
         return results
 
 
-def evaluate_sets(method, test_sets: Mapping, tables: Mapping, pipeline, runtime: Runtime, cfg: DictConfig,
-                  run_dir: Path, logger=None) -> dict:
+def evaluate_sets(
+    method,
+    test_sets: Mapping,
+    tables: Mapping,
+    pipeline,
+    runtime: Runtime,
+    cfg: DictConfig,
+    run_dir: Path,
+    logger=None,
+) -> dict:
     """Predict and score every test set; predictions are saved per set."""
     metrics = {}
     tr = cfg.trainer
     for name, spec in test_sets.items():
-        preds = predict_table(method, tables[f"test/{name}"], pipeline, runtime, int(tr.eval_batch_size),
-                              int(cfg.runtime.num_workers), spec.perturbation, tr.limit_eval_batches,
-                              desc=f"test {name}", progress=tr.progress)
+        preds = predict_table(
+            method,
+            tables[f"test/{name}"],
+            pipeline,
+            runtime,
+            int(tr.eval_batch_size),
+            int(cfg.runtime.num_workers),
+            spec.perturbation,
+            tr.limit_eval_batches,
+            desc=f"test {name}",
+            progress=tr.progress,
+        )
         metrics[name] = evaluate_predictions(preds)
         if runtime.is_main:
             save_predictions(run_dir, name, preds)

@@ -77,4 +77,6 @@ class Method(nn.Module):
 
     def load_extra_state(self, state: Mapping) -> None:
         if state:
-            raise ValueError(f"{type(self).__name__} has no extra state but the checkpoint holds {list(state)}")
+            raise ValueError(
+                f"{type(self).__name__} has no extra state but the checkpoint holds {list(state)}"
+            )

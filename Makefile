@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make install` creates .venv and installs the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export NO_ALBUMENTATIONS_UPDATE ?= 1
+
+.PHONY: install test test-fast lint train bench clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+
+test:
+	$(PY) -m pytest -q
+
+test-fast:  # everything but the end-to-end runs
+	$(PY) -m pytest -q -m "not e2e"
+
+lint:
+	$(VENV)/bin/ruff check .
+
+train:
+	$(PY) train.py
+
+bench:
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache
