@@ -2,7 +2,7 @@
 
 Examples::
 
-    python scripts/make_tables.py                                   # the latest folder under multirun/
+    python scripts/make_tables.py          # the latest folder under outputs/multirun/
     python scripts/make_tables.py multirun/2026-11-23/14-00-00 --rows backbone.name \\
         --metrics frame_auc video_auc --format md
     python scripts/make_tables.py multirun/A multirun/B --rows method._name_ --test-sets GID-DF23 \\
@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "dirs", nargs="*", help="run/multirun folders, searched recursively (default: latest multirun)"
     )
-    p.add_argument("--multirun-root", default="multirun", help="where to look for the latest multirun folder")
+    p.add_argument(
+        "--multirun-root",
+        default=os.path.join(os.environ.get("DETECT_OUTPUT_DIR", "outputs"), "multirun"),
+        help="where the latest multirun folder is looked for ($DETECT_OUTPUT_DIR/multirun)",
+    )
     p.add_argument("--spec", help="a YAML file with TableSpec keys; the flags below override it")
     p.add_argument("--rows", nargs="+", help="row keys: dotted config paths or results.<field>")
     p.add_argument("--metrics", nargs="+", help="metric names of results.json (frame_auc, video_auc, ...)")

@@ -183,3 +183,23 @@ def test_checkpoints_atomic_and_weights_only(tmp_path):
     torch.save({"x": _Evil()}, evil)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(evil)
+
+
+def test_phases_run_in_order_and_chain_checkpoints(ff_fixture, tmp_path):
+    from test_config import SEARCH
+
+    from detect.engine.trainer import train
+
+    cfg = make_cfg(ff_fixture, tmp_path, [SEARCH, "experiment=two_phase", *PROBE, "trainer.epochs=2"])
+    res = train(cfg, tmp_path / "run", {"experiment": "two_phase"})
+    first = load_checkpoint(tmp_path / "run/first/checkpoints/best.pt")
+    second = load_checkpoint(tmp_path / "run/second/checkpoints/last.pt")
+    assert second["config"]["init_from"] == str(tmp_path / "run/first/checkpoints/best.pt")
+    for k in first["method"]:  # lr 0 in the second phase: its weights are the first phase's best
+        assert torch.equal(first["method"][k], second["method"][k])
+    assert load_checkpoint(tmp_path / "run/first/checkpoints/last.pt")["epoch"] == 2
+    assert second["epoch"] == 1
+    saved = json.loads((tmp_path / "run/results.json").read_text())
+    assert list(saved["phases"]) == ["first", "second"] and saved["phase"] == "second"
+    assert not (tmp_path / "run/first/results.json").exists()  # phase results don't pose as runs
+    assert res["metrics"] == saved["metrics"]

@@ -92,7 +92,7 @@ def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "te
     return out
 
 
-def load_sets(sets: dict) -> dict:
+def load_sets(sets: dict, data_kind: str = "real") -> dict:
     """Load every set's table; report every missing index or file at once, then fail."""
     problems, tables = [], {}
     flat = [(k, v) for k, v in sets.items() if k != "test" and v is not None]
@@ -106,8 +106,14 @@ def load_sets(sets: dict) -> dict:
         raise FileNotFoundError(
             "data missing for this protocol:\n"
             + "\n".join(problems)
-            + "\nPoint paths.data_dir at your DeepfakeBench data (rgb/ + dataset_json/), preprocess raw "
-            "videos with scripts/preprocess.py, or run on the synthetic benchmark with data=synthetic."
+            + (
+                "\nThe synthetic benchmark lacks these files: delete its folder under paths.cache_dir to "
+                "regenerate it."
+                if data_kind == "synthetic"
+                else "\nPoint paths.data_dir at your DeepfakeBench data (rgb/ + dataset_json/), "
+                "preprocess raw videos with scripts/preprocess.py, "
+                "or run on the synthetic benchmark with data=synthetic."
+            )
         )
     for key, table in tables.items():
         if table.empty:

@@ -30,7 +30,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         seed_everything(cfg.seed)
         prepare_data(cfg)
         sets = protocol_sets(cfg, roles=("test",))
-        tables = load_sets(sets)
+        tables = load_sets(sets, str(cfg.data.kind))
         pipeline = build_pipeline(trained.input, None)
         logger = build_logger(
             cfg.logger, OmegaConf.to_container(cfg, resolve=True), str(run_dir), run_dir.name, runtime.is_main

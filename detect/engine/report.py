@@ -43,9 +43,9 @@ def save_predictions(run_dir: str | Path, name: str, predictions: pd.DataFrame) 
     return path
 
 
-def write_results(run_dir: str | Path, results: Mapping) -> Path:
-    """Write ``results.json`` atomically."""
-    path = Path(run_dir) / "results.json"
+def write_results(run_dir: str | Path, results: Mapping, name: str = "results.json") -> Path:
+    """Write ``results.json`` (or another name) atomically."""
+    path = Path(run_dir) / name
     atomic_write_json(path, dict(results))
     return path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, s
 from detect.engine.context import StepContext
 from detect.engine.evaluate import evaluate_predictions, predict_table, to_device
 from detect.engine.loggers import build_logger
+from detect.engine.phases import run_phases
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
 from detect.engine.runtime import (
     Runtime,
@@ -119,8 +121,15 @@ def _epoch_indices(n: int, subset, seed: int, epoch: int, runtime: Runtime) -> l
 class Trainer:
     """Owns one run: data, method, optimisers, loop, checkpoints, evaluation and results."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path, choices: Mapping | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: str | Path,
+        choices: Mapping | None = None,
+        results_name: str = "results.json",
+    ) -> None:
         self.cfg, self.run_dir, self.choices = cfg, Path(run_dir), dict(choices or {})
+        self.results_name = results_name
         self.timings: dict[str, float] = {}
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ class Trainer:
                 prepare_data(cfg)
         self.timings["data_prepare_s"] = time.perf_counter() - t0
         self.sets = protocol_sets(cfg)
-        self.tables = load_sets(self.sets)
+        self.tables = load_sets(self.sets, str(cfg.data.kind))
         seed_everything(cfg.seed)
         self.train_pipeline = build_pipeline(cfg.input, cfg.augment.train)
         self.eval_pipeline = build_pipeline(cfg.input, None)
@@ -159,6 +168,10 @@ class Trainer:
         self.specs = method.configure_optimizers(int(tr.epochs), self.steps_per_epoch)
         self.ctx = StepContext(rt, tr.grad_clip)
         self.start_epoch, self.best, self.history = 0, {"value": None, "epoch": None}, []
+        if cfg.get("init_from"):
+            init = load_checkpoint(cfg.init_from, rt.device)
+            method.load_state_dict(init["method"], strict=True)
+            log.info("initialised the method's weights from %s (epoch %s)", cfg.init_from, init.get("epoch"))
         self._resume()
         if rt.distributed:
             for p in method.state_dict().values():
@@ -378,6 +391,7 @@ class Trainer:
             "method": str(cfg.method.get("name", self.choices.get("method", "?"))),
             "backbone": str(cfg.backbone.get("name", self.choices.get("backbone", "?"))),
             "experiment": self.choices.get("experiment"),
+            "phase": self.choices.get("phase"),
             "choices": self.choices,
             "best_epoch": self.best["epoch"],
             "select_metric": f"val/{tr.select.metric} ({tr.select.mode})"
@@ -390,7 +404,7 @@ class Trainer:
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         if rt.is_main:
-            write_results(self.run_dir, results)
+            write_results(self.run_dir, results, self.results_name)
             self.logger.summary(
                 {
                     f"test/{s}/{k}": v
@@ -443,11 +457,24 @@ def evaluate_sets(
     return metrics
 
 
+def train_once(
+    cfg: DictConfig, run_dir: str | Path, choices: Mapping | None = None, results_name: str = "results.json"
+) -> dict:
+    """Set up and run one training run."""
+    trainer = Trainer(cfg, run_dir, choices, results_name)
+    trainer.setup()
+    return trainer.fit()
+
+
 def train(cfg: DictConfig, run_dir: str | Path, choices: Mapping | None = None) -> dict:
-    """Entry point used by ``train.py``."""
-    trainer = Trainer(cfg, run_dir, choices)
+    """Entry point used by ``train.py``: one run, or the experiment's phases in order."""
+    run_dir = Path(run_dir)
     try:
-        trainer.setup()
-        return trainer.fit()
+        if not cfg.get("phases"):
+            return train_once(cfg, run_dir, choices)
+        results = run_phases(cfg, run_dir, train_once, dict(choices or {}))
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_results(run_dir, results)
+        return results
     finally:
         cleanup()
