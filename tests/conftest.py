@@ -97,3 +97,13 @@ def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool =
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_keys)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory) -> Path:
+    """The default synthetic benchmark, generated once per test session into a shared cache folder."""
+    from detect.data.synthetic import SyntheticConfig, ensure_synthetic
+
+    cache = tmp_path_factory.mktemp("cache")
+    ensure_synthetic(cache, SyntheticConfig())
+    return cache

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,11 @@ class Runtime:
 
 
 def _slurm_env() -> None:
-    """Export RANK/WORLD_SIZE/MASTER_ADDR... from a Slurm allocation (srun or submitit)."""
-    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+    """Export RANK/WORLD_SIZE/MASTER_ADDR... inside a Slurm job step of several tasks (srun, submitit).
+
+    Only a job *step* counts (``SLURM_STEP_NUM_TASKS``): a plain ``python train.py`` inside an allocation
+    of several tasks stays a single process."""
+    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
         return
     try:
         import submitit
@@ -64,11 +68,20 @@ def _slurm_env() -> None:
         log.warning("submitit environment unavailable (%s); reading SLURM_* variables", err)
         os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
         os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-        os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+        os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_STEP_NUM_TASKS"])
         os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
         if "MASTER_ADDR" not in os.environ:
             nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST", "localhost")
-            os.environ["MASTER_ADDR"] = nodes.split(",")[0].split("[")[0]
+            os.environ["MASTER_ADDR"] = first_host(nodes)
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list: ``gpu[01-04,07],cpu1`` → ``gpu01``."""
+    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not m:
+        return "localhost"
+    prefix, ranges = m.group(1), m.group(2)
+    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
 
 
 def setup_runtime(cfg) -> Runtime:
