@@ -54,8 +54,8 @@ def absolute_paths(cfg: DictConfig) -> None:
 
 
 def check_pretrained(cfg: DictConfig) -> None:
-    """``scale=paper`` leaves ``backbone.pretrained`` mandatory: a path, or false given on purpose."""
-    if OmegaConf.is_missing(cfg.backbone, "pretrained"):
+    """``scale=paper`` leaves ``backbone.pretrained`` undecided (null): a path, or false on purpose."""
+    if cfg.backbone.get("pretrained", False) is None:
         raise ValueError(
             f"scale=paper trains from ImageNet weights, which cannot be downloaded here: pass "
             f"backbone.pretrained=/path/to/{cfg.backbone.get('timm_name', 'backbone')}.safetensors "
