@@ -260,11 +260,11 @@ def test_latex_output(tmp_path: Path) -> None:
 
 
 def test_cli_latest_multirun_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    _tree(tmp_path / "multirun" / "2026-01-01" / "09-00-00", [_result("old", 0, {"a": 0.1})])
-    _standard(tmp_path / "multirun" / "2026-01-02" / "08-00-00")
-    _tree(tmp_path / "multirun" / "2026-01-01" / "23-00-00", [_result("old", 0, {"a": 0.1})])
+    _tree(tmp_path / "outputs" / "multirun" / "2026-01-01" / "09-00-00", [_result("old", 0, {"a": 0.1})])
+    _standard(tmp_path / "outputs" / "multirun" / "2026-01-02" / "08-00-00")
+    _tree(tmp_path / "outputs" / "multirun" / "2026-01-01" / "23-00-00", [_result("old", 0, {"a": 0.1})])
     monkeypatch.chdir(tmp_path)
-    assert latest_run_dir() == Path("multirun/2026-01-02/08-00-00")
+    assert latest_run_dir("outputs/multirun") == Path("outputs/multirun/2026-01-02/08-00-00")
     main = runpy.run_path(str(SCRIPT), run_name="make_tables")["main"]
     with pytest.warns(UserWarning, match="excluded"):
         rc = main(
@@ -280,7 +280,7 @@ def test_cli_latest_multirun_and_files(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.warns(UserWarning, match="excluded"):
         main(
             [
-                "multirun/2026-01-02",
+                "outputs/multirun/2026-01-02",
                 "--spec",
                 "spec.yaml",
                 "--where",

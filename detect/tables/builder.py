@@ -186,7 +186,7 @@ def load_runs(dirs: Iterable[str | os.PathLike]) -> tuple[list[Run], list[Exclud
     return runs, excluded
 
 
-def latest_run_dir(root: str | os.PathLike = "multirun") -> Path:
+def latest_run_dir(root: str | os.PathLike = "outputs/multirun") -> Path:
     """The newest Hydra multirun folder: ``root/<date>/<time>`` by name (stops at a ``multirun.yaml``)."""
     current = Path(root)
     for _ in range(2):
