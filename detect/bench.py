@@ -8,23 +8,34 @@ generated into ``paths.cache_dir``), runs ``Trainer.setup()`` and measures, in t
    ``Trainer._train_epoch`` runs per batch, minus its bookkeeping); ``loop`` = the whole
    ``Trainer._train_epoch`` fed with those batches (adds the non-finite check, ``float(loss)``, the
    logging and the progress bar); ``bare`` = a hand-written loop on the same architecture
-   (``build_backbone`` + ``nn.Linear``), Adam, BCE-with-logits, same batch/precision/threads;
+   (``build_backbone`` + ``nn.Linear``), Adam, BCE-with-logits, same batch/precision/threads.
+   ``loop_overhead_us_per_step`` / ``loop_epoch_overhead_ms`` time ``_train_epoch`` with ``fit_step``
+   stubbed out: the engine's own per-step and per-epoch cost, free of the model's noise;
+   ``train_minflt_per_step`` counts minor page faults per step (memory glibc's allocator gave back to the
+   OS and touches again: on the CPU this costs both loops system time, and can differ between them;
+   ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` set high, or jemalloc/tcmalloc, remove it);
 2. evaluation images/s: ``predict_table``'s per-batch body (``method.predict`` under ``no_grad`` and the
    runtime's autocast, results to NumPy) against a bare ``model(x).sigmoid()`` loop;
 3. data-loader samples/s: the engine's own training ``DataLoader`` (``Trainer._loader``: ``FrameDataset``,
-   the training ``Pipeline`` with ``augment.train``) at each requested worker count.
+   the training ``Pipeline`` with ``augment.train``) at each requested worker count, in steady state (after
+   the first batch; the time to it, worker start-up included, is reported apart), printed with the
+   pipeline's ``config_hash``.
 
-Measurements alternate between the contenders in rotating order over several rounds; figures are
-medians, ratios are ratios of medians (goal for the training ratio: >= 0.95). Everything but the final
-JSON line goes to stderr.
+Measurements alternate between the contenders in rotating order over several rounds. ``*_ratio`` is the
+ratio of the median images/s (goal for ``train_ratio``: >= 0.95), ``*_ratio_best`` that of the best
+rounds, ``*_ratio_cpu`` (CPU device only) that of the median images per process-CPU second, which does
+not count time spent waiting for a core that another process holds. On a shared machine wall-clock
+figures at ``--threads 2`` swing widely (``loadavg_1m`` says how busy it was); ``--threads 1`` or
+``OMP_WAIT_POLICY=PASSIVE`` gives far steadier ratios. Everything but the final JSON line goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import json
-import logging
 import os
 import statistics
 import sys
@@ -36,14 +47,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import default_collate
 
-log = logging.getLogger(__name__)
-
 #: A small synthetic benchmark (FF++ only: 10 source videos, 8 frames each, 4 manipulations, no stand-ins).
-SYNTHETIC = {
+SYNTHETIC: dict[str, object] = {
     "n_source_videos": 10,
     "frames_per_video": 8,
     "standin_videos": 2,
@@ -63,8 +72,8 @@ class BenchOptions:
     threads: int = 2
     steps: int = 0
     warmup: int = 3
-    rounds: int = 5
-    target_s: float = 1.0
+    rounds: int = 7
+    target_s: float = 0.5
     workers: list[int] = field(default_factory=lambda: [0, 2])
     loader_rounds: int = 2
     data_size: int = 256
@@ -89,9 +98,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def alternate(
-    contenders: Mapping[str, Callable[[], float]], rounds: int
-) -> dict[str, list[float]]:
+def alternate(contenders: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Call each contender once per round, the order rotating each round; returns each one's results."""
     names = list(contenders)
     out: dict[str, list[float]] = {n: [] for n in names}
@@ -144,13 +151,17 @@ def bench_overrides(backbone: str, opts: BenchOptions, out_dir: Path) -> list[st
         "resume=never",
         f"paths.output_dir={out_dir}",
         "data=synthetic",
-        f"++data.generator.image_size={opts.data_size}",
     ]
     if opts.size:
         ov.append(f"backbone.input_size={opts.size}")
     if opts.cache_dir:
         ov.append(f"paths.cache_dir={opts.cache_dir}")
-    for key, value in SYNTHETIC.items():
+    from detect.data.synthetic import SyntheticConfig
+
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    for key, value in {**SYNTHETIC, "image_size": opts.data_size}.items():
+        if key not in known:  # tolerate a generator that no longer has the knob
+            continue
         text = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
         ov.append(f"++data.generator.{key}={text}")
     return [*ov, *opts.overrides]
@@ -192,7 +203,9 @@ class BareModel(nn.Module):
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    return torch.autocast(
+        device_type=device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    )
 
 
 class Contenders:
@@ -208,8 +221,9 @@ class Contenders:
         if rt.channels_last:
             self.bare = self.bare.to(memory_format=torch.channels_last)
         optim = cfg.method.optim
-        self.bare_opt = torch.optim.Adam(self.bare.parameters(), lr=float(optim.lr),
-                                         weight_decay=float(optim.get("weight_decay", 0.0)))
+        self.bare_opt = torch.optim.Adam(
+            self.bare.parameters(), lr=float(optim.lr), weight_decay=float(optim.get("weight_decay", 0.0))
+        )
         self.epoch = 0
 
     # training
@@ -258,6 +272,38 @@ class Contenders:
 
         return _timed(run, self.device)
 
+    def loop_bookkeeping(self, steps: int, repeats: int = 3) -> tuple[float, float]:
+        """``_train_epoch``'s own cost with ``fit_step`` stubbed out: (ms per epoch, µs per step).
+
+        Everything the engine does around the update is kept (device transfer of on-device batches,
+        non-finite check, ``end_iteration``, schedulers, ``float(loss)``, logging, progress bar); the best
+        of ``repeats`` runs of an empty epoch and of a ``steps``-batch epoch give the two figures.
+        """
+        from detect.methods.base import StepOutput
+
+        tr = self.trainer
+        out = StepOutput(torch.zeros((), device=self.device), {}, None, None)
+        tr.method.fit_step = lambda batch, ctx: out  # an instance attribute shadows the method
+
+        def epoch(n: int) -> float:
+            return self.loop_train(n) if n else self._empty_epoch()
+
+        try:
+            empty = min(epoch(0) for _ in range(repeats))
+            full = min(epoch(steps) for _ in range(repeats))
+        finally:
+            del tr.method.fit_step
+        return empty * 1e3, max(0.0, full - empty) / steps * 1e6
+
+    def _empty_epoch(self) -> float:
+        tr = self.trainer
+        tr._loader = lambda epoch: []
+        self.epoch += 1
+        try:
+            return _timed(lambda: tr._train_epoch(self.epoch), self.device)
+        finally:
+            del tr._loader
+
     # evaluation
     def engine_eval(self, steps: int) -> float:
         """``predict_table``'s per-batch body: ``predict`` under no_grad and autocast, results to NumPy."""
@@ -296,16 +342,22 @@ class Contenders:
 
 
 def calibrate_steps(fn: Callable[[int], float], warmup: int, target_s: float) -> int:
-    """Steps per measurement lasting about ``target_s`` (from a warm-up run), clamped to [3, 200]."""
+    """Steps per measurement lasting about ``target_s`` (timed on a warm-up run), clamped to [3, 200]."""
     per_step = fn(max(1, warmup)) / max(1, warmup)
     return int(min(200, max(3, round(target_s / max(per_step, 1e-6)))))
 
 
-def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, float]:
-    """Samples/s of one epoch of the engine's training DataLoader at each worker count (median)."""
+def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, tuple[float, float]]:
+    """``{workers: (samples/s, seconds to the first batch)}`` of the engine's training DataLoader (medians).
+
+    Each round is one epoch through a fresh loader (``persistent_workers=False``, as in training). The
+    samples/s are counted after the first batch (steady state); worker start-up and the first batch are
+    reported apart, as they weigh on a short epoch only.
+    """
     cfg = trainer.cfg
     configured = cfg.runtime.num_workers
     epoch = [0]
+    first: dict[int, list[float]] = {w: [] for w in workers}
 
     def one(w: int) -> Callable[[], float]:
         def run() -> float:
@@ -313,10 +365,16 @@ def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, fl
                 cfg.runtime.num_workers = w
             epoch[0] += 1
             t0 = time.perf_counter()
-            n = 0
+            t1, n, n_first = t0, 0, 0
             for batch in trainer._loader(epoch[0]):
                 n += len(batch["label"])
-            return n / (time.perf_counter() - t0)
+                if not n_first:
+                    t1, n_first = time.perf_counter(), n
+            end = time.perf_counter()
+            first[w].append(t1 - t0)
+            if n == n_first:  # a single batch: no steady state to speak of
+                return n / max(end - t0, 1e-9)
+            return (n - n_first) / max(end - t1, 1e-9)
 
         return run
 
@@ -325,55 +383,110 @@ def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, fl
     finally:
         with open_dict(cfg):
             cfg.runtime.num_workers = configured
-    return {int(w): _median(v) for w, v in res.items()}
+    return {int(w): (_median(v), _median(first[int(w)])) for w, v in res.items()}
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+@dataclass
+class Race:
+    """One alternated measurement: per-round images/s (wall clock and process CPU time) and the minor page
+    faults per step (memory the allocator handed back to the OS and touched again)."""
+
+    steps: int
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+    faults: dict[str, list[float]]
+
+
+def race(contenders: Mapping[str, Callable[[int], float]], opts: BenchOptions, images_per_step: int) -> Race:
+    """Warm every contender up, pick the step count (``opts.steps`` or calibrated), then alternate."""
+    for fn in contenders.values():
+        fn(opts.warmup)
+    steps = opts.steps or calibrate_steps(list(contenders.values())[-1], opts.warmup, opts.target_s)
+    images = steps * images_per_step
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    faults: dict[str, list[float]] = {k: [] for k in contenders}
+
+    def measure(name: str, fn: Callable[[int], float]) -> Callable[[], float]:
+        def run() -> float:
+            c0, f0 = time.process_time(), _minor_faults()
+            wall = fn(steps)
+            cpu[name].append(images / max(time.process_time() - c0, 1e-9))
+            faults[name].append((_minor_faults() - f0) / steps)
+            return images / wall
+
+        return run
+
+    wall = alternate({k: measure(k, fn) for k, fn in contenders.items()}, opts.rounds)
+    return Race(steps, wall, cpu, faults)
+
+
+def prepare_synthetic(cfg: DictConfig) -> Path:
+    """Generate (or find cached) the configured synthetic benchmark in this process (no worker pool)."""
+    from hydra.utils import to_absolute_path
+
+    from detect.data.synthetic import SyntheticConfig, ensure_synthetic
+
+    gen = OmegaConf.to_container(cfg.data.generator, resolve=True)
+    return ensure_synthetic(
+        Path(to_absolute_path(str(cfg.paths.cache_dir))), SyntheticConfig(**gen), workers=1
+    )
+
+
+def _figures(
+    prefix: str, a: str, b: str, ips: Mapping[str, list[float]], cpu: Mapping[str, list[float]] | None
+) -> dict[str, float]:
+    """``a`` over ``b``: ``{prefix}_ratio`` (of the medians), ``{prefix}_ratio_best`` (of the best rounds)
+    and, on the CPU, ``{prefix}_ratio_cpu`` (of the medians of images per process-CPU second)."""
+    out = {
+        f"{prefix}_ratio": _r(_ratio(_median(ips[a]), _median(ips[b])), 3),
+        f"{prefix}_ratio_best": _r(_ratio(max(ips[a]), max(ips[b])), 3),
+    }
+    if cpu is not None:
+        out[f"{prefix}_ratio_cpu"] = _r(_ratio(_median(cpu[a]), _median(cpu[b])), 3)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- one run
 
 
 def bench_backbone(config_dir: Path, backbone: str, opts: BenchOptions) -> dict:
-    """Measure one backbone; returns the figures (see the module docstring)."""
+    """Measure one backbone; returns its figures (see the module docstring)."""
     from detect.engine.runtime import cleanup
     from detect.engine.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="detect-bench-") as tmp:
         cfg = compose_config(config_dir, bench_overrides(backbone, opts, Path(tmp) / "outputs"))
+        if cfg.data.kind == "synthetic":
+            prepare_synthetic(cfg)
         torch.set_num_threads(opts.threads)
         trainer = Trainer(cfg, Path(tmp) / "run")
         try:
             trainer.setup()
             rt = trainer.runtime
-            n_distinct = max(1, min(4, opts.steps or 4))
-            batches = preload_batches(trainer.train_dataset, opts.batch, n_distinct, rt)
+            batches = preload_batches(trainer.train_dataset, opts.batch, max(1, min(4, opts.steps or 4)), rt)
             c = Contenders(trainer, batches)
-
-            steps = opts.steps
-            train = {"engine": c.engine_train, "loop": c.loop_train, "bare": c.bare_train}
-            if steps <= 0:
-                for fn in train.values():
-                    fn(opts.warmup)
-                steps = calibrate_steps(c.bare_train, opts.warmup, opts.target_s)
-            else:
-                for fn in train.values():
-                    fn(opts.warmup)
-            print(f"bench[{backbone}]: {steps} steps x {opts.rounds} rounds, batch {opts.batch}", file=sys.stderr)
-            t = alternate({k: (lambda fn=fn: steps * opts.batch / fn(steps)) for k, fn in train.items()},
-                          opts.rounds)
-
-            evals = {"engine": c.engine_eval, "bare": c.bare_eval}
-            for fn in evals.values():
-                fn(opts.warmup)
-            e = alternate({k: (lambda fn=fn: steps * opts.batch / fn(steps)) for k, fn in evals.items()},
-                          opts.rounds)
-
+            tr_race = race(
+                {"engine": c.engine_train, "loop": c.loop_train, "bare": c.bare_train}, opts, opts.batch
+            )
+            ev_race = race({"engine": c.engine_eval, "bare": c.bare_eval}, opts, opts.batch)
+            epoch_ms, step_us = c.loop_bookkeeping(max(tr_race.steps, 50))
             loader = measure_loader(trainer, opts.workers, opts.loader_rounds)
             pipeline_hash = trainer.train_pipeline.config_hash
         finally:
             cleanup()
 
-    tr_e, tr_l, tr_b = _median(t["engine"]), _median(t["loop"]), _median(t["bare"])
-    ev_e, ev_b = _median(e["engine"]), _median(e["bare"])
-    per_round = [_ratio(a, b) for a, b in zip(t["engine"], t["bare"], strict=True)]
+    on_cpu = rt.device.type == "cpu"  # host CPU time says nothing about an accelerator's throughput
+    t, e, train_steps, eval_steps = tr_race.wall, ev_race.wall, tr_race.steps, ev_race.steps
+    t_cpu, e_cpu = (tr_race.cpu, ev_race.cpu) if on_cpu else (None, None)
     result = {
         "backbone": backbone,
         "timm_name": str(cfg.backbone.timm_name),
@@ -381,30 +494,60 @@ def bench_backbone(config_dir: Path, backbone: str, opts: BenchOptions) -> dict:
         "batch": opts.batch,
         "precision": opts.precision,
         "threads": torch.get_num_threads(),
-        "steps": steps,
+        "steps": train_steps,
+        "eval_steps": eval_steps,
         "rounds": opts.rounds,
-        "train_ips_engine": _r(tr_e),
-        "train_ips_loop": _r(tr_l),
-        "train_ips_bare": _r(tr_b),
-        "train_ratio": _r(_ratio(tr_e, tr_b), 3),
-        "train_loop_ratio": _r(_ratio(tr_l, tr_b), 3),
-        "train_ratio_range": [_r(min(per_round), 3), _r(max(per_round), 3)],
-        "eval_ips_engine": _r(ev_e),
-        "eval_ips_bare": _r(ev_b),
-        "eval_ratio": _r(_ratio(ev_e, ev_b), 3),
-        **{f"loader_sps_w{w}": _r(v) for w, v in loader.items()},
+        "train_ips_engine": _r(_median(t["engine"])),
+        "train_ips_loop": _r(_median(t["loop"])),
+        "train_ips_bare": _r(_median(t["bare"])),
+        **_figures("train", "engine", "bare", t, t_cpu),
+        **_figures("train_loop", "loop", "bare", t, t_cpu),
+        "train_minflt_per_step": {k: _r(_median(v)) for k, v in tr_race.faults.items()},
+        "loop_overhead_us_per_step": _r(step_us),
+        "loop_overhead_pct": _r(100 * step_us * 1e-6 * _median(t["bare"]) / opts.batch, 3),
+        "loop_epoch_overhead_ms": _r(epoch_ms, 2),
+        "eval_ips_engine": _r(_median(e["engine"])),
+        "eval_ips_bare": _r(_median(e["bare"])),
+        **_figures("eval", "engine", "bare", e, e_cpu),
+        **{f"loader_sps_w{w}": _r(v) for w, (v, _) in loader.items()},
+        **{f"loader_first_batch_s_w{w}": _r(f, 3) for w, (_, f) in loader.items()},
         "loader_workers_configured": int(cfg.runtime.num_workers),
         "transform_hash": pipeline_hash,
         "n_train": len(trainer.train_dataset),
         "data": Path(str(cfg.data.root)).name,
         "device": str(rt.device) if rt.device.type != "cuda" else torch.cuda.get_device_name(rt.device),
     }
-    for w, v in loader.items():
-        print(f"bench[{backbone}]: loader {v:.1f} samples/s with {w} workers (transform {pipeline_hash})",
-              file=sys.stderr)
-    print(f"bench[{backbone}]: train engine {tr_e:.1f} / loop {tr_l:.1f} / bare {tr_b:.1f} img/s "
-          f"(ratio {result['train_ratio']}, loop {result['train_loop_ratio']}); eval engine {ev_e:.1f} / "
-          f"bare {ev_b:.1f} img/s (ratio {result['eval_ratio']})", file=sys.stderr)
+    say = functools.partial(print, file=sys.stderr)
+    for w, (v, f) in loader.items():
+        say(
+            f"bench[{backbone}]: loader {v:.1f} samples/s with {w} workers, first batch after {f:.2f} s "
+            f"(transform {pipeline_hash})"
+        )
+    r = result
+    for name, rounds in (("train", t), ("eval", e)):
+        shown = "; ".join(f"{k} " + " ".join(f"{v:.0f}" for v in vs) for k, vs in rounds.items())
+        say(f"bench[{backbone}]: {name} img/s per round: {shown}")
+    say(
+        f"bench[{backbone}]: train img/s engine {r['train_ips_engine']} / loop {r['train_ips_loop']} / bare "
+        f"{r['train_ips_bare']}: ratio {r['train_ratio']} (best {r['train_ratio_best']}), loop "
+        f"{r['train_loop_ratio']} (best {r['train_loop_ratio_best']}); {train_steps} steps x "
+        f"{opts.rounds} rounds"
+    )
+    if t_cpu is not None and e_cpu is not None:
+        say(
+            f"bench[{backbone}]: per CPU-second: train ratio {r['train_ratio_cpu']}, loop "
+            f"{r['train_loop_ratio_cpu']}, eval ratio {r['eval_ratio_cpu']}"
+        )
+    faults = ", ".join(f"{k} {v:.0f}" for k, v in r["train_minflt_per_step"].items())
+    say(f"bench[{backbone}]: minor page faults per training step: {faults}")
+    say(
+        f"bench[{backbone}]: _train_epoch bookkeeping {r['loop_overhead_us_per_step']} us/step "
+        f"({r['loop_overhead_pct']}% of a bare step) + {r['loop_epoch_overhead_ms']} ms/epoch"
+    )
+    say(
+        f"bench[{backbone}]: eval img/s engine {r['eval_ips_engine']} / bare {r['eval_ips_bare']}: ratio "
+        f"{r['eval_ratio']} (best {r['eval_ratio_best']}); {eval_steps} steps x {opts.rounds} rounds"
+    )
     return result
 
 
@@ -413,17 +556,17 @@ def run_bench(config_dir: Path, opts: BenchOptions) -> dict:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "offline")
-    torch.set_num_threads(opts.threads)
-    names = [b for name in opts.backbones for b in (available_backbones(config_dir) if name == "auto" else [name])]
+    names = [
+        b for name in opts.backbones for b in (available_backbones(config_dir) if name == "auto" else [name])
+    ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    with contextlib.redirect_stdout(sys.stderr):
-        results = [bench_backbone(config_dir, name, opts) for name in names]
-    env = {
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "loadavg_1m": _r(load, 2),
-    }
-    out = {**results[0], **env}
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            results = [bench_backbone(config_dir, name, opts) for name in names]
+    finally:
+        torch.set_num_threads(threads)
+    out = {**results[0], "torch": torch.__version__, "cpu_count": os.cpu_count(), "loadavg_1m": _r(load, 2)}
     out["device"] = out.pop("device")
     if len(results) > 1:
         out["more"] = results[1:]
@@ -438,32 +581,59 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     p = argparse.ArgumentParser(
         prog="scripts/bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--backbone", default="auto",
-                   help="backbone config name(s), comma-separated (auto: tiny, plus small if present)")
+    p.add_argument(
+        "--backbone",
+        default="auto",
+        help="backbone config name(s), comma-separated (auto: tiny, plus small if present)",
+    )
     p.add_argument("--size", type=int, default=None, help="input size (default: the backbone's input_size)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--steps", type=int, default=0,
-                   help="steps per timed measurement (0: calibrated to about --target-s seconds)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="steps per timed measurement (0: calibrated to about --target-s seconds)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before measuring")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (figures are medians)")
-    p.add_argument("--target-s", type=float, default=1.0, help="seconds per measurement when --steps 0")
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds (figures are medians)")
+    p.add_argument("--target-s", type=float, default=0.5, help="seconds per measurement when --steps 0")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--workers", default="0,2", help="DataLoader worker counts to measure, comma-separated")
     p.add_argument("--loader-rounds", type=int, default=2, help="loader epochs per worker count (median)")
-    p.add_argument("--data-size", type=int, default=256, help="synthetic benchmark image size (stored frames)")
-    p.add_argument("--cache-dir", default=None, help="where the synthetic benchmark is cached "
-                   "(default: the config's paths.cache_dir)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra override (repeatable), e.g. runtime.channels_last=true")
+    p.add_argument(
+        "--data-size", type=int, default=256, help="synthetic benchmark image size (stored frames)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where the synthetic benchmark is cached (default: the config's paths.cache_dir)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Hydra override (repeatable), e.g. runtime.channels_last=true",
+    )
     a = p.parse_args(argv)
     if a.batch < 1 or a.rounds < 1 or a.threads < 1 or a.steps < 0 or a.warmup < 1:
         p.error("--batch, --rounds, --threads and --warmup must be positive, --steps non-negative")
     return BenchOptions(
-        backbones=[b for b in a.backbone.split(",") if b], size=a.size, batch=a.batch, precision=a.precision,
-        threads=a.threads, steps=a.steps, warmup=a.warmup, rounds=a.rounds, target_s=a.target_s,
-        workers=[int(w) for w in a.workers.split(",") if w != ""], loader_rounds=a.loader_rounds,
-        data_size=a.data_size, cache_dir=a.cache_dir, overrides=list(a.override),
+        backbones=[b for b in a.backbone.split(",") if b],
+        size=a.size,
+        batch=a.batch,
+        precision=a.precision,
+        threads=a.threads,
+        steps=a.steps,
+        warmup=a.warmup,
+        rounds=a.rounds,
+        target_s=a.target_s,
+        workers=[int(w) for w in a.workers.split(",") if w != ""],
+        loader_rounds=a.loader_rounds,
+        data_size=a.data_size,
+        cache_dir=a.cache_dir,
+        overrides=list(a.override),
     )
 
 

@@ -81,12 +81,48 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping) -> Method:
     return method
 
 
-def _batch_paths(batch: Mapping, table) -> list[str]:
+def _sample_paths(row_tensors: list, table) -> list[str]:
+    """The image paths of a batch's sample-table rows."""
     rows: list[int] = []
-    for key in ("index", "indices", "meta_index"):
-        if key in batch:
-            rows += [int(i) for i in torch.as_tensor(batch[key]).flatten().tolist()]
+    for value in row_tensors:
+        rows += [int(i) for i in torch.as_tensor(value).flatten().tolist()]
     return [table["path"].iloc[r] for r in rows if 0 <= r < len(table)]
+
+
+class LossWindow:
+    """Per-step losses kept on the device and checked for NaN/inf every few steps, so the training loop
+    does not synchronise with the GPU each step; a bad loss is still reported with its exact step and
+    its batch's sample paths."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+        self.pending: list[tuple[int, int, torch.Tensor, list]] = []
+        self.total, self.count = 0.0, 0
+
+    def add(self, step: int, epoch: int, loss: torch.Tensor, batch: Mapping) -> None:
+        rows = [batch[k] for k in ("index", "indices", "meta_index") if k in batch]
+        self.pending.append((step, epoch, loss.detach().reshape(-1)[:1], rows))
+
+    def flush(self) -> float:
+        """Check the pending losses (one sync); return the latest, raise on the first non-finite one."""
+        if not self.pending:
+            return float("nan")
+        values = torch.cat([p[2] for p in self.pending]).float().cpu()
+        bad = torch.nonzero(~torch.isfinite(values)).flatten()
+        if len(bad):
+            step, epoch, loss, rows = self.pending[int(bad[0])]
+            paths = _sample_paths(rows, self.table)
+            raise FloatingPointError(
+                f"non-finite loss {float(values[int(bad[0])])} at epoch {epoch + 1}, step {step}; "
+                f"batch samples: {paths[:16]}{' ...' if len(paths) > 16 else ''}"
+            )
+        self.total += float(values.sum())
+        self.count += len(values)
+        self.pending.clear()
+        return float(values[-1])
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
@@ -247,7 +283,8 @@ class Trainer:
         self.method.train()
         self.method.on_epoch_start(epoch, self.train_dataset, ctx)
         loader = self._loader(epoch)
-        losses, n_batches, t0, data_t = [], 0, time.perf_counter(), 0.0
+        window = LossWindow(self.tables["train"])
+        n_batches, t0, data_t = 0, time.perf_counter(), 0.0
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{tr.epochs}",
@@ -263,29 +300,22 @@ class Trainer:
             data_t += time.perf_counter() - t_data
             batch = to_device(batch, rt)
             out = self.method.fit_step(batch, ctx)
-            if not torch.isfinite(out.loss).all():
-                paths = _batch_paths(batch, self.tables["train"])
-                raise FloatingPointError(
-                    f"non-finite loss {out.loss.item()} at epoch {epoch + 1}, step {ctx.global_step}; "
-                    f"batch samples: {paths[:16]}{' ...' if len(paths) > 16 else ''}"
-                )
+            window.add(ctx.global_step, epoch, out.loss, batch)
             ctx.end_iteration()
             for spec in self.specs:
                 if spec.scheduler is not None and spec.interval == "step":
                     spec.scheduler.step()
-            loss = float(out.loss)
-            losses.append(loss)
             n_batches += 1
-            if rt.is_main and ctx.global_step % int(tr.log_every_n_steps) == 0:
-                logs = {
-                    "train/loss": loss,
-                    "epoch": epoch + 1,
-                    **{f"train/{k}": v for k, v in out.logs.items()},
-                }
-                logs.update({f"lr/{s.name}": s.optimizer.param_groups[0]["lr"] for s in self.specs})
-                self.logger.log(logs, step=ctx.global_step)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            if ctx.global_step % int(tr.log_every_n_steps) == 0:
+                loss = window.flush()  # the only host-device sync of the loop
+                if rt.is_main:
+                    logs = {"train/loss": loss, "epoch": epoch + 1}
+                    logs.update({f"train/{k}": float(v) for k, v in out.logs.items()})
+                    logs.update({f"lr/{s.name}": s.optimizer.param_groups[0]["lr"] for s in self.specs})
+                    self.logger.log(logs, step=ctx.global_step)
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             t_data = time.perf_counter()
+        window.flush()
         for spec in self.specs:
             if spec.scheduler is not None and spec.interval == "epoch":
                 spec.scheduler.step()
@@ -294,7 +324,7 @@ class Trainer:
             for buf in self.method.buffers():
                 dist.broadcast(buf, 0)
         return {
-            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "loss": window.mean(),
             "batches": n_batches,
             "time_s": time.perf_counter() - t0,
             "data_wait_s": data_t,
