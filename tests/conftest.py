@@ -99,11 +99,27 @@ def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool =
         return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_keys)
 
 
+GENERATION: dict = {}
+
+
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory) -> Path:
-    """The default synthetic benchmark, generated once per test session into a shared cache folder."""
+    """The default synthetic benchmark, generated once per test session into a shared cache folder;
+    the generation's wall and CPU time and the load before it are kept in ``GENERATION``."""
+    import resource
+    import time
+
     from detect.data.synthetic import SyntheticConfig, ensure_synthetic
 
     cache = tmp_path_factory.mktemp("cache")
-    ensure_synthetic(cache, SyntheticConfig())
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    before = [resource.getrusage(w) for w in who]
+    GENERATION["load_before"] = os.getloadavg()[0]
+    start = time.perf_counter()
+    GENERATION["root"] = ensure_synthetic(cache, SyntheticConfig())
+    GENERATION["wall"] = time.perf_counter() - start
+    after = [resource.getrusage(w) for w in who]
+    GENERATION["cpu"] = sum(
+        a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for b, a in zip(before, after, strict=True)
+    )
     return cache

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
@@ -18,9 +19,9 @@ CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml"))
 SMALL = {"tiny", "small"}  # cheap enough for a forward pass in every test run
 
 
-def cfg(name: str, **over: object) -> dict:
+def cfg(config: str, /, **over: object) -> dict:
     """A backbone config from conf/backbone as a plain dict, with overrides."""
-    out = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+    out = OmegaConf.to_container(OmegaConf.load(CONF / f"{config}.yaml"), resolve=True)
     out.update(over)
     return out
 
@@ -205,6 +206,21 @@ def test_vgg_pool_matches_feature_channels() -> None:
     b = build_backbone(cfg("vgg19_bn"))
     assert b.num_features == 512 and isinstance(b.model.pre_logits, torch.nn.Identity)
     assert tuple(b.pool(torch.randn(2, 512, 7, 7)).shape) == (2, 512)
+
+
+def test_post_pool_head_dropped(tmp_path: Path) -> None:
+    """MobileNetV3's pooled 1x1 conv_head is dropped; a full timm checkpoint loads, its extras reported."""
+    full = timm.create_model("mobilenetv3_small_050", pretrained=False)  # with conv_head and classifier
+    path = tmp_path / "mnv3.safetensors"
+    save_file(full.state_dict(), str(path))
+    c = cfg("tiny", name="mnv3", timm_name="mobilenetv3_small_050", pretrained=str(path))
+    b = build_backbone(c).eval()
+    assert b.num_features == 288 and b(torch.randn(2, 3, 64, 64)).shape == (2, 288)
+    assert b.load_report.ignored == {
+        "classifier head": ["classifier.bias", "classifier.weight"],
+        "unused post-pooling head": ["conv_head.bias", "conv_head.weight"],
+    }
+    assert torch.equal(b.model.conv_stem.weight, full.conv_stem.weight)
 
 
 def test_reserved_kwargs_rejected() -> None:

@@ -36,7 +36,13 @@ def _run(cache: Path, out: Path, overrides: list[str]) -> dict:
 def test_synthetic_benchmark_has_a_real_but_not_universal_signal(synthetic_cache, tmp_path):
     """A short baseline run learns in-domain (frame AUC ≥ 0.9), while a detector trained on one
     manipulation scores at least 0.10 lower on at least 3 of the 4 others (the benchmark is not trivial)."""
-    common = ["backbone=small", "trainer.epochs=4", "protocol.frames.test=8"]
+    common = [
+        "backbone=tiny",
+        "backbone.input_size=96",
+        "method.optim.lr=2e-3",
+        "trainer.epochs=20",
+        "runtime.num_workers=0",
+    ]
     res = _run(synthetic_cache, tmp_path / "all", common)
     assert res["metrics"]["FF++"]["frame_auc"] >= 0.9, res["metrics"]
     one = _run(
@@ -55,11 +61,12 @@ def test_synthetic_benchmark_has_a_real_but_not_universal_signal(synthetic_cache
 
 
 @pytest.mark.e2e
-def test_default_train_py_runs_in_three_minutes(tmp_path):
-    """`python train.py` with no overrides (W&B offline): synthetic generation included, ≤ 3 minutes."""
+def test_default_train_py_runs_in_three_minutes(synthetic_cache, tmp_path):
+    """`python train.py` with no overrides (W&B offline) on the generated benchmark; with first-time
+    generation (< 60 s, test_synthetic.py) the whole stays under 3 minutes."""
     env = {
         **os.environ,
-        "DETECT_CACHE_DIR": str(tmp_path / "cache"),
+        "DETECT_CACHE_DIR": str(synthetic_cache),
         "DETECT_OUTPUT_DIR": str(tmp_path / "out"),
     }
     t0 = time.perf_counter()
@@ -72,4 +79,5 @@ def test_default_train_py_runs_in_three_minutes(tmp_path):
     (results,) = (tmp_path / "out" / "runs").glob("*/results.json")
     res = json.loads(results.read_text())
     assert res["data"] == "synthetic" and res["status"] == "complete"
-    assert elapsed <= 180, f"python train.py took {elapsed:.0f} s"
+    assert elapsed <= 120, f"python train.py took {elapsed:.0f} s without generation"
+    assert res["metrics"]["FF++"]["frame_auc"] > 0.6  # the default run learns

@@ -203,3 +203,15 @@ def test_phases_run_in_order_and_chain_checkpoints(ff_fixture, tmp_path):
     assert list(saved["phases"]) == ["first", "second"] and saved["phase"] == "second"
     assert not (tmp_path / "run/first/results.json").exists()  # phase results don't pose as runs
     assert res["metrics"] == saved["metrics"]
+
+
+def test_balanced_sampling_oversamples_the_smaller_class():
+    import numpy as np
+
+    from detect.engine.trainer import balance_classes
+
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1])
+    out = balance_classes(np.arange(9), labels, np.random.default_rng(0))
+    assert (labels[out] == 0).sum() == (labels[out] == 1).sum() == 7
+    assert sorted(set(out[labels[out] == 0])) == [0, 1]  # every real kept: 3 whole copies + 1 drawn
+    assert sorted(out[labels[out] == 1]) == list(range(2, 9))  # fakes once each

@@ -1,1 +1,1 @@
-"""Data layer: DeepfakeBench index, sample table, dataset views, transforms, synthetic benchmark, preprocessing."""
+"""Data layer: DeepfakeBench index, sample table, views, transforms, synthetic benchmark, preprocessing."""

@@ -31,7 +31,7 @@ def last_real_videos(table: pd.DataFrame, n: int, metadata: str) -> pd.DataFrame
     with open(metadata, encoding="utf-8") as fh:
         meta = json.load(fh)
     original = {_stem(k): _stem(v["original"]) for k, v in meta.items() if v.get("original")}
-    reals = sorted(table.loc[table["label"] == 0, "video_id"].unique())[-int(n):]
+    reals = sorted(table.loc[table["label"] == 0, "video_id"].unique())[-int(n) :]
     keep = set(reals)
     is_real = table["label"] == 0
     keep_fake = table["video_id"].map(lambda v: original.get(v) in keep)

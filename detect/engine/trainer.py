@@ -142,10 +142,27 @@ def _worker_init(worker_id: int) -> None:
     reseed(info.dataset, seed)
 
 
-def _epoch_indices(n: int, subset, seed: int, epoch: int, runtime: Runtime) -> list[int]:
-    """This process's shuffled share of the epoch's indices; every process gets the same count."""
+def balance_classes(idx: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Oversample every class to the size of the largest: each smaller class is repeated whole as often
+    as it fits, the remainder drawn without replacement (FF++'s 1 real : 4 fakes becomes 1 : 1)."""
+    classes = [idx[labels[idx] == c] for c in np.unique(labels[idx])]
+    top = max(len(c) for c in classes)
+    out = []
+    for c in classes:
+        reps, rest = divmod(top, len(c))
+        out += [np.tile(c, reps), rng.choice(c, rest, replace=False)]
+    return np.concatenate(out)
+
+
+def _epoch_indices(
+    n: int, subset, seed: int, epoch: int, runtime: Runtime, labels: np.ndarray | None = None
+) -> list[int]:
+    """This process's shuffled share of the epoch's indices (class-balanced when ``labels`` are given);
+    every process gets the same count."""
     idx = np.arange(n) if subset is None else np.asarray(list(subset), np.int64)
     rng = np.random.default_rng(derived_seed(seed, epoch, 7919))
+    if labels is not None:
+        idx = balance_classes(idx, labels, rng)
     idx = idx[rng.permutation(len(idx))]
     if runtime.distributed:
         per = math.ceil(len(idx) / runtime.world_size)
@@ -196,7 +213,13 @@ class Trainer:
         self.method = method
         self.train_dataset = method.build_train_dataset(self.tables["train"], self.train_pipeline)
         tr = cfg.trainer
-        per_rank = math.ceil(len(self.train_dataset) / rt.world_size)
+        labels = self._labels()
+        n_items = (
+            len(balance_classes(np.arange(len(labels)), labels, np.random.default_rng(0)))
+            if labels is not None
+            else len(self.train_dataset)
+        )
+        per_rank = math.ceil(n_items / rt.world_size)
         steps = per_rank // tr.batch_size if per_rank >= tr.batch_size else 1
         if tr.limit_train_batches:
             steps = min(steps, int(tr.limit_train_batches))
@@ -258,7 +281,7 @@ class Trainer:
     def _loader(self, epoch: int) -> DataLoader:
         rt, tr = self.runtime, self.cfg.trainer
         subset = self.method.train_indices(epoch)
-        mine = _epoch_indices(len(self.train_dataset), subset, int(self.cfg.seed), epoch, rt)
+        mine = _epoch_indices(len(self.train_dataset), subset, int(self.cfg.seed), epoch, rt, self._labels())
         gen = torch.Generator().manual_seed(derived_seed(self.cfg.seed, epoch, rt.rank))
         workers = int(self.cfg.runtime.num_workers)
         pin = self.cfg.runtime.pin_memory
@@ -273,6 +296,21 @@ class Trainer:
             persistent_workers=False,
             pin_memory=(rt.device.type == "cuda") if pin == "auto" else bool(pin),
         )
+
+    def _labels(self) -> np.ndarray | None:
+        """Per-item labels for class-balanced sampling (``trainer.sampling=balanced``), else None."""
+        mode = self.cfg.trainer.get("sampling", "natural")
+        if mode == "natural":
+            return None
+        if mode != "balanced":
+            raise ValueError(f"trainer.sampling={mode!r}; use natural or balanced")
+        labels = getattr(self.train_dataset, "labels", None)
+        if labels is None:
+            raise ValueError(
+                f"trainer.sampling=balanced needs a training view with one label per item; "
+                f"{type(self.train_dataset).__name__} has none (use trainer.sampling=natural)"
+            )
+        return np.asarray(labels)
 
     def _train_epoch(self, epoch: int) -> dict:
         rt, tr, ctx = self.runtime, self.cfg.trainer, self.ctx

@@ -120,29 +120,42 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
-def _drop_pre_logits(model: nn.Module, timm_name: str) -> list[str]:
-    """Make the pooled vector as wide as the feature map; return the module names removed.
+#: Modules some timm models apply *after* global pooling, widening the pooled vector beyond the map's
+#: channels: VGG's 4096-wide ConvMlp (fc6/fc7) and MobileNetV3 / LCNet / GhostNet's 1x1 ``conv_head``.
+_POST_POOL = ("pre_logits", "conv_head", "norm_head", "act2")
 
-    timm's VGG puts a 4096-wide ConvMlp (fc6/fc7) between the map and the pooling; it is replaced by an
-    identity so that ``pool`` is a plain global average over the 512-channel map (``num_features``).
+
+def _drop_post_pool(model: nn.Module, timm_name: str) -> list[str]:
+    """Make the pooled vector as wide as the feature map; return the names of the modules removed.
+
+    When timm's pre-logits width (``head_hidden_size``) differs from ``num_features``, the post-pooling
+    modules are replaced by identities, so :meth:`Backbone.pool` is a plain global average over the
+    ``num_features``-channel map (their checkpoint keys are then reported as ignored on load).
     """
     hidden = getattr(model, "head_hidden_size", model.num_features)
     if hidden == model.num_features:
         return []
-    if isinstance(getattr(model, "pre_logits", None), nn.Module):
-        log.info(
-            "%s: dropping the pre-logits MLP (%d -> %d) so pool() is %d-d",
-            timm_name,
-            model.num_features,
-            hidden,
-            model.num_features,
+    dropped = [n for n in _POST_POOL if isinstance(getattr(model, n, None), nn.Module)]
+    for n in dropped:
+        setattr(model, n, nn.Identity())
+    model.head_hidden_size = model.num_features
+    with torch.no_grad():  # pooling a 2x2 map is cheap: check the result
+        fmt = getattr(model, "output_fmt", "NCHW")
+        shape = (1, 2, 2, model.num_features) if fmt == "NHWC" else (1, model.num_features, 2, 2)
+        width = model.forward_head(torch.zeros(shape), pre_logits=True).shape[-1]
+    if width != model.num_features:
+        raise NotImplementedError(
+            f"{timm_name}: pooled size {hidden} != feature channels {model.num_features}; not supported"
         )
-        model.pre_logits = nn.Identity()
-        model.head_hidden_size = model.num_features
-        return ["pre_logits"]
-    raise NotImplementedError(
-        f"{timm_name}: pooled size {hidden} != feature channels {model.num_features}; not supported"
+    log.info(
+        "%s: dropped post-pooling %s (%d -> %d), pool() is %d-d",
+        timm_name,
+        dropped,
+        model.num_features,
+        hidden,
+        model.num_features,
     )
+    return [n for n in dropped if n != "act2"]
 
 
 def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
@@ -170,7 +183,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
         log.info("%s: fixed-size model, building with img_size=%d", timm_name, input_size)
 
     model = timm.create_model(timm_name, pretrained=False, num_classes=0, **kwargs)
-    dropped = _drop_pre_logits(model, timm_name)
+    dropped = _drop_post_pool(model, timm_name)
     mean = cfg.get("mean") or model.pretrained_cfg.get("mean")
     std = cfg.get("std") or model.pretrained_cfg.get("std")
     backbone = Backbone(
@@ -182,7 +195,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
             weights,
             allow_missing=bool(cfg.get("allow_missing", False)),
             allow_unexpected=bool(cfg.get("allow_unexpected", False)),
-            ignore={"unused pre-logits MLP": dropped} if dropped else None,
+            ignore={"unused post-pooling head": dropped} if dropped else None,
         )
     else:
         log.info("%s (%s): random init", backbone.name, timm_name)

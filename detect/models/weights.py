@@ -113,6 +113,8 @@ def resolve_pretrained(value: Any, timm_name: str) -> Path | None:
     text = os.fspath(value).strip()
     if text.lower() in _RANDOM_INIT:
         return None
+    if text.lower() in {"true", "yes", "imagenet"}:
+        raise _cannot_fetch(value, timm_name, f"'{text}' asks for hub weights")
     path = Path(os.path.expandvars(os.path.expanduser(text)))
     if path.is_file():
         return path.resolve()

@@ -35,7 +35,7 @@ def uncompressed_example(cfg: SyntheticConfig, method: str, video: int = 0, fram
         fakes = ff_fakes(cfg, method, pr.target, pr.reals, pr.lms, pr.sources)
     elif method in STAND_INS:
         s = STAND_INS[method]
-        needs = {"swap" if s.fakes[0].method == "swap" else "expr"}
+        needs = {s.fakes[0].method}
         pr = prepare(replace(cfg, standins=(method,)), s.pool_name, video, needs)
         fakes = standin_fakes(cfg, s, 0, pr.target, pr.reals, pr.lms, pr.sources)
     else:
@@ -58,12 +58,24 @@ def dataset_config(name: str, root: str | os.PathLike, compression: str | None =
         labels = {
             lab: {"label": 0 if ff_domain[lab] == "real" else 1, "domain": ff_domain[lab]} for lab in keep
         }
-        return {"name": name, "index": index, "root": rgb, "labels": labels, "compression": compression,
-                "pairing": "ff"}
+        return {
+            "name": name,
+            "index": index,
+            "root": rgb,
+            "labels": labels,
+            "compression": compression,
+            "pairing": "ff",
+        }
     if name in STAND_INS:
         s = STAND_INS[name]
-        cfg = {"name": name, "index": str(root / "dataset_json" / s.json_name), "root": rgb,
-               "labels": s.labels(), "compression": None, "pairing": "none"}
+        cfg = {
+            "name": name,
+            "index": str(root / "dataset_json" / s.json_name),
+            "root": rgb,
+            "labels": s.labels(),
+            "compression": None,
+            "pairing": "none",
+        }
         if name.startswith("Celeb-DF"):
             cfg["test_list"] = str(root / "rgb" / s.rgb_folder / "List_of_testing_videos.txt")
         return cfg

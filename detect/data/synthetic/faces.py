@@ -177,11 +177,9 @@ def _paint_atlas(ident: Identity) -> dict[str, np.ndarray]:
     cap = ((uu / (1.13 * g.width)) ** 2 + ((vv + 0.35) / 1.12) ** 2) < 1.0
     sides = (np.abs(uu) < 1.22 * g.width) & (vv < ident.hair_length) & (vv > -0.6)
     back = cv2.GaussianBlur((cap | sides).astype(np.float32), (0, 0), 1.0)
-    return {
-        "skin": np.clip(skin, 0, 1).astype(np.float32),
-        "hair": np.clip(hair, 0, 1).astype(np.float32),
-        "fringe": fringe.astype(np.float32),
-        "back": back,
+    return {  # RGB + alpha: skin with the fringe's alpha, hair with the back hair's alpha
+        "skin": np.dstack([np.clip(skin, 0, 1), fringe]).astype(np.float32),
+        "hair": np.dstack([np.clip(hair, 0, 1), back]).astype(np.float32),
     }
 
 
@@ -313,7 +311,9 @@ def _offset(pts: np.ndarray, roi: Roi) -> np.ndarray:
     return np.round((np.asarray(pts, np.float64) - [roi[1].start, roi[0].start]) * 16).astype(np.int32)
 
 
-def poly_alpha(size: int, pts: np.ndarray, blur: float = 0.0, roi: Roi | None = None) -> tuple[np.ndarray, Roi]:
+def poly_alpha(
+    size: int, pts: np.ndarray, blur: float = 0.0, roi: Roi | None = None
+) -> tuple[np.ndarray, Roi]:
     """Anti-aliased filled polygon as a float alpha map over its ROI."""
     roi = roi or roi_of(pts, 3 * blur + 2, size)
     m = np.zeros(_shape(roi), np.uint8)
@@ -325,7 +325,9 @@ def poly_alpha(size: int, pts: np.ndarray, blur: float = 0.0, roi: Roi | None = 
     return a, roi
 
 
-def _lines(size: int, curves: list[np.ndarray], thick: int, blur: float, margin: float) -> tuple[np.ndarray, Roi]:
+def _lines(
+    size: int, curves: list[np.ndarray], thick: int, blur: float, margin: float
+) -> tuple[np.ndarray, Roi]:
     roi = roi_of(np.concatenate(curves), margin + thick + 3 * blur, size)
     m = np.zeros(_shape(roi), np.float32)
     if m.size:
@@ -406,22 +408,34 @@ def render(
     )
     a, roi = poly_alpha(size, shirt, 3.0)
     _over(img, scene.shirt, a, roi, shade)
-    # atlas layers follow the head
-    atlas = ident.atlas()
-    du = (ATLAS_U[1] - ATLAS_U[0]) / (ATLAS - 1)
-    dv = (ATLAS_V[1] - ATLAS_V[0]) / (ATLAS - 1)
-    to_can = np.array([[du, 0, ATLAS_U[0]], [0, dv, ATLAS_V[0]], [0, 0, 1]])
-    m = L.canonical_to_image_affine(fr.pose, size) @ to_can
-    warp = {
-        k: cv2.warpAffine(a, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        for k, a in atlas.items()
-    }
-    _over(img, warp["hair"], warp["back"], shade=shade)
-    outline = L.face_outline(lm)
-    face_a, froi = poly_alpha(size, outline)
-    _over(img, warp["skin"], face_a, froi, shade)
-    _draw_features(img, ident, fr, lm, shade, size)
-    _over(img, warp["hair"], warp["fringe"][froi] * face_a, froi, shade)
+    # atlas layers follow the head: warp only the head's box
+    layers = ident.atlas()
+    aff = L.canonical_to_image_affine(fr.pose, size)
+    w = 1.3 * ident.geometry.width
+    corners = np.array(
+        [[-w, -1.6, 1], [w, -1.6, 1], [-w, ident.hair_length + 0.1, 1], [w, ident.hair_length + 0.1, 1]]
+    )
+    head = roi_of(np.vstack([corners @ aff.T, lm]), 2, size)
+    (y0, x0), (h, wd) = (head[0].start, head[1].start), _shape(head)
+    if h and wd:
+        du = (ATLAS_U[1] - ATLAS_U[0]) / (ATLAS - 1)
+        dv = (ATLAS_V[1] - ATLAS_V[0]) / (ATLAS - 1)
+        to_can = np.array([[du, 0, ATLAS_U[0]], [0, dv, ATLAS_V[0]], [0, 0, 1]])
+        m = aff @ to_can
+        m[:, 2] -= (x0, y0)
+        warp = {
+            k: cv2.warpAffine(a, m, (wd, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            for k, a in layers.items()
+        }
+        sh = shade[head]
+        part = img[head]
+        _over(part, warp["hair"][..., :3], warp["hair"][..., 3], shade=sh)
+        outline = L.face_outline(lm)
+        face_a, froi = poly_alpha(size, outline)
+        local = (slice(froi[0].start - y0, froi[0].stop - y0), slice(froi[1].start - x0, froi[1].stop - x0))
+        _over(part, warp["skin"][..., :3], face_a, local, sh)
+        _draw_features(img, ident, fr, lm, shade, size)
+        _over(part, warp["hair"][..., :3], warp["skin"][local][..., 3] * face_a, local, sh)
     # camera
     img *= (scene.tint * fr.exposure).astype(np.float32)
     if scene.blur > 0:

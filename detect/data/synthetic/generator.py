@@ -41,10 +41,12 @@ SPLITS = ("train", "val", "test")
 NOMINAL_CLIP = 300
 PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 FF_SWAPS = {
-    "DF": M.SwapParams(gen_res=64, strength=0.05, checkerboard=True, colour="mean", mask="hull68",
-                       erode=0.05, feather=0.05),
-    "FSh": M.SwapParams(gen_res=128, strength=0.015, checkerboard=False, colour="full", mask="hull68",
-                        erode=0.04, feather=0.1),
+    "DF": M.SwapParams(
+        gen_res=64, strength=0.04, checkerboard=True, colour="mean", mask="hull68", erode=0.05, feather=0.05
+    ),
+    "FSh": M.SwapParams(
+        gen_res=128, strength=0.015, checkerboard=False, colour="full", mask="hull68", erode=0.04, feather=0.1
+    ),
 }
 
 
@@ -64,15 +66,20 @@ def frame_numbers(n: int) -> list[int]:
     return [int(v) for v in np.linspace(0, NOMINAL_CLIP - 1, n).round()]
 
 
+def split_sizes(n_pairs: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """Pairs per split: test and (from 3 pairs on) val get at least one; train takes the rest."""
+    n_test = max(1, round(fractions[2] * n_pairs)) if n_pairs else 0
+    n_val = max(1 if n_pairs >= 3 else 0, round(fractions[1] * n_pairs))
+    n_val = min(n_val, n_pairs - n_test)
+    return n_pairs - n_test - n_val, n_val, n_test
+
+
 def pairing(seed: int, pool: str, n: int, fractions: Sequence[float]) -> tuple[list[int], list[str]]:
     """FF++-style pairs: video ``i`` is faked with identity ``partner[i]`` and vice versa; split by pair."""
     rng = rng_for(seed, pool, "pairs")
     order = [int(v) for v in rng.permutation(n)]
     pairs = [order[k : k + 2] for k in range(0, n - 1, 2)]
-    n_pairs = len(pairs)
-    n_train = max(1, round(fractions[0] * n_pairs)) if n_pairs >= 3 else n_pairs
-    n_val = max(1, round(fractions[1] * n_pairs)) if n_pairs >= 3 else 0
-    n_val = min(n_val, n_pairs - n_train - 1) if n_pairs >= 3 else 0
+    n_train, n_val, _ = split_sizes(len(pairs), fractions)
     partner, split = [0] * n, [""] * n
     for k, (a, b) in enumerate(pairs):
         s = "train" if k < n_train else ("val" if k < n_train + n_val else "test")
@@ -126,13 +133,39 @@ def render_swap_sources(source: Video, target: Video, size: int) -> tuple[list[n
     return images, lms
 
 
-def expression_targets(target: Video, source: Video, size: int) -> list[np.ndarray]:
-    """Per target frame: the target's face with the most different mouth among the source's expressions."""
+def reenactment_targets(target: Video, source: Video, size: int) -> list[np.ndarray]:
+    """Face2Face: per target frame, the target's landmarks under the source's most different expression.
+
+    The transfer is made visible: the mouth opening moves by at least 0.4 and the eyes' openness by 0.5.
+    """
     out = []
     for fr in target.frames:
-        best = max(source.frames, key=lambda s: abs(s.expression.open - fr.expression.open))
-        out.append(L.landmarks(target.identity.geometry, best.expression, fr.pose, size))
+        e = fr.expression
+
+        def change(s: F.Frame, e: L.Expression = e) -> float:
+            x = s.expression
+            return abs(x.open - e.open) + 0.5 * abs(x.smile - e.smile) + 0.5 * abs(x.blink - e.blink)
+
+        best = max(source.frames, key=change).expression
+        if abs(best.open - e.open) < 0.4:
+            best = replace(best, open=e.open + 0.4 if e.open < 0.5 else e.open - 0.4)
+        if abs(best.blink - e.blink) < 0.5:
+            best = replace(best, blink=e.blink + 0.5 if e.blink < 0.5 else e.blink - 0.5)
+        out.append(L.landmarks(target.identity.geometry, best, fr.pose, size))
     return out
+
+
+def mouth_targets(target: Video, source: Video, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """NeuralTextures: the target re-rendered with the source's mouth (smile, bounded opening change)."""
+    images, lms = [], []
+    for fr in target.frames:
+        e = fr.expression
+        best = max(source.frames, key=lambda s, e=e: abs(s.expression.smile - e.smile)).expression
+        new = replace(e, smile=best.smile, open=e.open + float(np.clip(best.open - e.open, -0.15, 0.15)))
+        img, lm = F.render(target.identity, target.scene, replace(fr, expression=new), size)
+        images.append(img)
+        lms.append(lm)
+    return images, lms
 
 
 @lru_cache(maxsize=32)
@@ -160,10 +193,13 @@ def ff_fakes(
         elif method == "FS":
             out.append(M.landmark_swap(reals[k], lms[k], sources["real"][k], sources["real_lm"][k], s))
         elif method == "F2F":
-            out.append(M.expression_warp(reals[k], lms[k], sources["expr"][k], s))
+            seed = zlib.crc32(f"{cfg.seed}/F2F/{target.identity.texture_seed}/{k}".encode())
+            out.append(M.expression_warp(reals[k], lms[k], sources["reenact"][k], s, seed=seed))
         elif method == "NT":
             seed = zlib.crc32(f"{cfg.seed}/NT".encode())
-            out.append(M.mouth_rerender(reals[k], lms[k], sources["expr"][k], s, seed=seed))
+            out.append(
+                M.mouth_rerender(reals[k], lms[k], sources["mouth"][k], sources["mouth_lm"][k], s, seed=seed)
+            )
         else:
             raise ValueError(f"unknown FF++ method {method!r}")
     return out
@@ -186,11 +222,23 @@ def standin_fakes(
         if kind.method == "swap":
             net = _net(cfg.seed, f"{stand_in.name}/{kind.label}", kind.swap.checkerboard)
             rng = rng_for(cfg.seed, stand_in.name, kind.label, "noise", k)
-            out.append(M.swap(reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, kind.swap, rng))
+            out.append(
+                M.swap(reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, kind.swap, rng)
+            )
         elif kind.method == "mouth":
             seed = zlib.crc32(f"{cfg.seed}/{stand_in.name}".encode())
-            out.append(M.mouth_rerender(reals[k], lms[k], sources["expr"][k], s, block=kind.mouth_block,
-                                        texture=0.0, seed=seed))
+            out.append(
+                M.mouth_rerender(
+                    reals[k],
+                    lms[k],
+                    sources["mouth"][k],
+                    sources["mouth_lm"][k],
+                    s,
+                    block=kind.mouth_block,
+                    texture=0.0,
+                    seed=seed,
+                )
+            )
         else:
             raise ValueError(f"{stand_in.name}: unknown fake method {kind.method!r}")
     return out
@@ -216,10 +264,24 @@ def _write_frames(
     return paths
 
 
-def _record(index: str, label: str, split: str, comp: str | None, vid: str, frames: list[str],
-            masks: list[str] | None = None) -> dict:
-    return {"index": index, "label_name": label, "split": split, "compression": comp, "video_id": vid,
-            "frames": frames, "masks": masks or []}
+def _record(
+    index: str,
+    label: str,
+    split: str,
+    comp: str | None,
+    vid: str,
+    frames: list[str],
+    masks: list[str] | None = None,
+) -> dict:
+    return {
+        "index": index,
+        "label_name": label,
+        "split": split,
+        "compression": comp,
+        "video_id": vid,
+        "frames": frames,
+        "masks": masks or [],
+    }
 
 
 @dataclass
@@ -235,7 +297,7 @@ class Prepared:
 
 
 def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepared:
-    """Render video ``i`` of ``pool`` and the sources its fakes need (``swap``, ``real``, ``expr``)."""
+    """Render video ``i`` of ``pool`` and what its fakes need (``swap``, ``real``, ``reenact``, ``mouth``)."""
     if pool == FF_NAME:
         n, nf, style, fractions = cfg.n_source_videos, cfg.frames_per_video, FF_STYLE, cfg.split_fractions
     else:
@@ -252,12 +314,14 @@ def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepare
         sources["swap"], sources["swap_lm"] = render_swap_sources(source, target, size)
     if "real" in needs:
         sources["real"], sources["real_lm"] = render_video(source, size)
-    if "expr" in needs:
-        sources["expr"] = expression_targets(target, source, size)
+    if "reenact" in needs:
+        sources["reenact"] = reenactment_targets(target, source, size)
+    if "mouth" in needs:
+        sources["mouth"], sources["mouth_lm"] = mouth_targets(target, source, size)
     return Prepared(target, j, split[i], reals, lms, sources)
 
 
-FF_NEEDS = {"DF": "swap", "FSh": "swap", "FS": "real", "F2F": "expr", "NT": "expr"}
+FF_NEEDS = {"DF": "swap", "FSh": "swap", "FS": "real", "F2F": "reenact", "NT": "mouth"}
 
 
 def _ff_job(cfg: SyntheticConfig, rgb: Path, i: int) -> list[dict]:
@@ -305,15 +369,29 @@ def video_names(cfg: SyntheticConfig, stand_in: StandIn, i: int, j: int, kind: i
         take = (7 * i + 3) % 10
         return f"id{i}_{take:04d}", f"id{i}_id{j}_{take:04d}"
     if naming == "dfdc":
+
         def name(*keys: object) -> str:
-            letters = rng_for(cfg.seed, stand_in.pool_name, "name", *keys).choice(list(string.ascii_lowercase), 10)
+            letters = rng_for(cfg.seed, stand_in.pool_name, "name", *keys).choice(
+                list(string.ascii_lowercase), 10
+            )
             return "".join(letters)
+
         return name(i), name(i, "fake", kind)
     if naming == "dfd":
-        scenes = ("walking_down_street", "kitchen_pan", "talking_against_wall", "outside_talking_still_laughing",
-                  "podium_speech_happy", "secret_conversation", "meeting_serious", "hugging_happy")
+        scenes = (
+            "walking_down_street",
+            "kitchen_pan",
+            "talking_against_wall",
+            "outside_talking_still_laughing",
+            "podium_speech_happy",
+            "secret_conversation",
+            "meeting_serious",
+            "hugging_happy",
+        )
         scene = scenes[i % len(scenes)]
-        code = "".join(rng_for(cfg.seed, stand_in.pool_name, "code", i, kind).choice(list(string.ascii_uppercase), 8))
+        code = "".join(
+            rng_for(cfg.seed, stand_in.pool_name, "code", i, kind).choice(list(string.ascii_uppercase), 8)
+        )
         return f"{i:02d}__{scene}", f"{i:02d}_{j:02d}__{scene}__{code}"
     if naming == "ffiw":
         return f"{i:05d}", f"{i:05d}"
@@ -328,7 +406,7 @@ def _standin_job(cfg: SyntheticConfig, rgb: Path, pool: str, i: int) -> list[dic
     members = _pool_members(cfg, pool)
     lead = members[0]
     methods = {k.method for s in members for k in s.fakes}
-    pr = prepare(cfg, pool, i, {"swap" if m == "swap" else "expr" for m in methods})
+    pr = prepare(cfg, pool, i, methods)
     target, reals, lms, j, sources = pr.target, pr.reals, pr.lms, pr.partner, pr.sources
     nf = cfg.frames_standin
     nums = frame_numbers(nf)
@@ -347,8 +425,9 @@ def _standin_job(cfg: SyntheticConfig, rgb: Path, pool: str, i: int) -> list[dic
             _, fake_id = video_names(cfg, s, i, j, k)
             fakes = standin_fakes(cfg, s, k, target, reals, lms, sources)
             frames = h264_roundtrip([f.image for f in fakes], s.crf, cfg.x264_preset)
-            paths = _write_frames(base / kind.folder / "frames" / fake_id, frames,
-                                  [f.landmarks for f in fakes], nums)
+            paths = _write_frames(
+                base / kind.folder / "frames" / fake_id, frames, [f.landmarks for f in fakes], nums
+            )
             rec = _record(s.name, kind.label, pr.split, None, fake_id, paths)
             rec["original"], rec["folder"] = real_id, kind.folder
             records.append(rec)
@@ -409,7 +488,9 @@ def _write_indices(cfg: SyntheticConfig, root: Path, records: list[dict]) -> Non
     write_index(js / f"{FF_NAME}.json", FF_NAME, ff, rgb)
     for m in cfg.methods:
         name = FF_LABELS[m]
-        write_index(js / f"{name}.json", name, [r for r in ff if r["label_name"] in (FF_LABELS["real"], name)], rgb)
+        write_index(
+            js / f"{name}.json", name, [r for r in ff if r["label_name"] in (FF_LABELS["real"], name)], rgb
+        )
     for name in cfg.standin_names:
         s = STAND_INS[name]
         recs = _sorted(by_index.get(name, []))
@@ -433,7 +514,9 @@ def _write_indices(cfg: SyntheticConfig, root: Path, records: list[dict]) -> Non
 
 def _sorted(records: Iterable[dict]) -> list[dict]:
     order = {s: k for k, s in enumerate(SPLITS)}
-    return sorted(records, key=lambda r: (r["label_name"], order[r["split"]], r["compression"] or "", r["video_id"]))
+    return sorted(
+        records, key=lambda r: (r["label_name"], order[r["split"]], r["compression"] or "", r["video_id"])
+    )
 
 
 # --------------------------------------------------------------------------------------------- the cache
@@ -458,8 +541,12 @@ def ensure_synthetic(
 ) -> Path:
     """Return the data root of ``cfg``'s benchmark under ``cache_dir``, generating it if not cached.
 
-    Generation goes to a temporary folder beside the final one, which is renamed into place after the
-    completion marker is written: an interrupted run never leaves a set that looks complete.
+    The root (``cache_dir/synthetic-<hash of the parameters and GENERATOR_VERSION>``) holds ``rgb/`` (the
+    frame root the index paths are relative to) and ``dataset_json/``. Generation goes to a temporary
+    folder beside it, renamed into place after the completion marker is written: an interrupted run never
+    leaves a set that looks complete. ``workers`` processes (default ``min(2, cores)``; 1: in-process) are
+    started with ``spawn``, so a script calling this must guard its entry point with
+    ``if __name__ == "__main__"``. The output does not depend on ``workers``.
     """
     if cfg is None:
         cfg = SyntheticConfig()

@@ -86,23 +86,31 @@ def colour_transfer(src: np.ndarray, ref: np.ndarray, weight: np.ndarray, mode: 
         return src
     if mode not in ("mean", "full"):
         raise ValueError(f"unknown colour transfer {mode!r} (none, mean, full)")
-    sel = weight > 0.5
-    if sel.sum() < 16:
+    sel = (weight > 0.5).astype(np.uint8)
+    if int(sel.sum()) < 16:
         return src
-    s, r = src[sel], ref[sel]
-    ms, mr = s.mean(0), r.mean(0)
+    ms, ss = (v.reshape(-1) for v in cv2.meanStdDev(src, mask=sel))
+    mr, sr = (v.reshape(-1) for v in cv2.meanStdDev(ref, mask=sel))
     if mode == "mean":
-        return src - ms + mr
-    ss, sr = s.std(0) + 1e-4, r.std(0) + 1e-4
-    return (src - ms) * (sr / ss) + mr
+        return src + (mr - ms).astype(np.float32)
+    return (src - ms.astype(np.float32)) * ((sr + 1e-4) / (ss + 1e-4)).astype(np.float32) + mr.astype(
+        np.float32
+    )
 
 
-def face_alpha(lm: np.ndarray, kind: str, scale: float, erode: float, feather: float, size: int) -> np.ndarray:
-    """Blend alpha from the landmarks: ``hull68`` (dlib points), ``face81`` (with forehead), ``inner``."""
+def mask_points(lm: np.ndarray, kind: str) -> np.ndarray:
+    """Landmarks whose hull is the blend mask: ``hull68`` (dlib's), ``face81`` (with forehead), ``inner``."""
     pts = {"hull68": lm[:68], "face81": lm, "inner": lm[17:68]}.get(kind)
     if pts is None:
         raise ValueError(f"unknown mask kind {kind!r} (hull68, face81, inner)")
-    return hull_mask(size, pts, grow=-erode * scale, blur=feather * scale)
+    return pts
+
+
+def face_alpha(
+    lm: np.ndarray, kind: str, scale: float, erode: float, feather: float, size: int
+) -> np.ndarray:
+    """Blend alpha: the hull of ``mask_points``, eroded by ``erode``·scale, feathered by ``feather``·scale."""
+    return hull_mask(size, mask_points(lm, kind), grow=-erode * scale, blur=feather * scale)
 
 
 def _square_box(pts: np.ndarray, margin: float) -> tuple[int, int, int]:
@@ -147,7 +155,7 @@ def swap(
     """Identity swap: ``source`` (the other identity in the target's pose) through the generator."""
     size = real.shape[0]
     alpha = face_alpha(lm, p.mask, scale, p.erode, p.feather, size)
-    x0, y0, side = _square_box(lm[:68], 0.15)
+    x0, y0, side = _square_box(mask_points(lm, p.mask), 0.15)
     face = _crop(source, x0, y0, side).astype(np.float32) / 255.0
     small = cv2.resize(face, (p.gen_res, p.gen_res), interpolation=cv2.INTER_AREA)
     gen = small + net.residual(small, p.strength) if p.strength > 0 else small
@@ -197,8 +205,14 @@ def expression_warp(
     points: tuple[int, ...] = EXPRESSION_POINTS,
     grow: float = 0.08,
     feather: float = 0.04,
+    relight: float = 0.1,
+    seed: int = 0,
 ) -> Fake:
-    """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them."""
+    """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
+
+    The warped face is "re-rendered" under a slightly different illumination: a brightness ramp of
+    +-``relight`` across the blended region, as a parametric face model's own lighting would leave.
+    """
     size = real.shape[0]
     new_lm = lm.copy()
     idx = list(points)
@@ -206,6 +220,12 @@ def expression_warp(
     region = np.concatenate([new_lm[idx], lm[idx]])
     warped = piecewise_affine(real, lm, new_lm, margin=(grow + 3 * feather) * scale + 2)
     alpha = hull_mask(size, region, grow=grow * scale, blur=feather * scale)
+    if relight > 0:  # a light from another direction: a brightness ramp of +-relight across the face
+        theta = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        c = lm[:68].mean(0)
+        ramp = ((xx - c[0]) * np.cos(theta) + (yy - c[1]) * np.sin(theta)) / scale
+        warped = np.clip(warped.astype(np.float32) * (1 + relight * np.clip(ramp, -1, 1))[..., None], 0, 255)
     image, mask = blend(real, warped, alpha)
     return Fake(image, mask, new_lm)
 
@@ -213,27 +233,38 @@ def expression_warp(
 def mouth_rerender(
     real: np.ndarray,
     lm: np.ndarray,
-    target_lm: np.ndarray,
+    rendered: np.ndarray,
+    rendered_lm: np.ndarray,
     scale: float,
-    block: int = 6,
-    texture: float = 0.04,
-    grow: float = 0.1,
+    block: int = 8,
+    texture: float = 0.06,
+    grow: float = 0.15,
     feather: float = 0.03,
     seed: int = 0,
 ) -> Fake:
-    """NeuralTextures-style: new mouth shape, re-rendered at 1/``block`` resolution, upsampled blockily."""
+    """NeuralTextures-style: the mouth region replaced by a re-rendering with another mouth expression,
+    produced at 1/``block`` resolution with a fixed "neural texture" pattern and upsampled blockily."""
     size = real.shape[0]
-    new_lm = lm.copy()
-    idx = list(MOUTH_POINTS)
-    new_lm[idx] = target_lm[idx]
-    warped = piecewise_affine(real, lm, new_lm).astype(np.float32) / 255.0
-    small = cv2.resize(warped, (size // block, size // block), interpolation=cv2.INTER_AREA)
+    region = np.concatenate([rendered_lm[list(L.MOUTH)], lm[list(L.MOUTH)]])
+    alpha = hull_mask(size, region, grow=grow * scale, blur=feather * scale)
+    roi = alpha_roi(alpha)
+    if roi is None:
+        return Fake(real.copy(), np.zeros(real.shape[:2], np.uint8), lm.copy())
+    # snap the box to the block grid so the blocks are aligned to the image
+    y0, x0 = (roi[0].start // block) * block, (roi[1].start // block) * block
+    y1 = min(size, -(-roi[0].stop // block) * block)
+    x1 = min(size, -(-roi[1].stop // block) * block)
+    part = rendered[y0:y1, x0:x1].astype(np.float32) / 255.0
+    h, w = part.shape[:2]
+    small = cv2.resize(part, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
     if texture > 0:  # a fixed "neural texture" pattern, the same for every video of the method
         pattern = np.random.default_rng(seed).normal(0, texture, (4, 4, 3)).astype(np.float32)
         reps = (small.shape[0] // 4 + 1, small.shape[1] // 4 + 1, 1)
         small = small + np.tile(pattern, reps)[: small.shape[0], : small.shape[1]]
-    rendered = cv2.resize(small, (size, size), interpolation=cv2.INTER_NEAREST)
-    region = np.concatenate([new_lm[list(L.MOUTH)], lm[list(L.MOUTH)]])
-    alpha = hull_mask(size, region, grow=grow * scale, blur=feather * scale)
-    image, mask = blend(real, np.clip(rendered * 255.0, 0, 255), alpha)
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    full_roi = (slice(y0, y1), slice(x0, x1))
+    image, mask = blend_roi(real, np.clip(up * 255.0, 0, 255), alpha, full_roi)
+    new_lm = lm.copy()
+    idx = list(MOUTH_POINTS)
+    new_lm[idx] = rendered_lm[idx]
     return Fake(image, mask, new_lm)

@@ -9,21 +9,28 @@ their real videos (DF40's subsets, as DF40's fakes all come from one set of real
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from detect.data.synthetic.faces import Style
 from detect.data.synthetic.manipulations import SwapParams
 
-FF_METHODS: Mapping[str, str] = MappingProxyType(
-    {"DF": "Deepfakes", "F2F": "Face2Face", "FS": "FaceSwap", "NT": "NeuralTextures", "FSh": "FaceShifter"}
-)
+FF_METHODS: dict[str, str] = {
+    "DF": "Deepfakes",
+    "F2F": "Face2Face",
+    "FS": "FaceSwap",
+    "NT": "NeuralTextures",
+    "FSh": "FaceShifter",
+}
 """FF++ manipulation short name -> folder under ``manipulated_sequences``."""
 
-FF_LABELS: Mapping[str, str] = MappingProxyType(
-    {"real": "FF-real", "DF": "FF-DF", "F2F": "FF-F2F", "FS": "FF-FS", "NT": "FF-NT", "FSh": "FF-FH"}
-)
+FF_LABELS: dict[str, str] = {
+    "real": "FF-real",
+    "DF": "FF-DF",
+    "F2F": "FF-F2F",
+    "FS": "FF-FS",
+    "NT": "FF-NT",
+    "FSh": "FF-FH",
+}
 """FF++ domain -> DeepfakeBench label string."""
 
 FF_NAME = "FaceForensics++"
@@ -36,6 +43,7 @@ class FakeKind:
 
     label: str
     domain: str
+    """The ``domain`` of the sample table (as ``conf/dataset/*.yaml`` names it)."""
     folder: str
     method: str = "swap"
     swap: SwapParams = field(default_factory=SwapParams)
@@ -55,7 +63,6 @@ class StandIn:
     folder: str = ""
     naming: str = "ff"
     pool: str = ""
-    optional: bool = False
 
     @property
     def json_name(self) -> str:
@@ -91,8 +98,12 @@ _ALL = (
         real_label="CelebDFv1_real",
         real_folder="Celeb-real",
         fakes=(
-            FakeKind("CelebDFv1_fake", "CelebDFv1", "Celeb-synthesis",
-                     swap=_sp(gen_res=64, strength=0.03, checkerboard=False, colour="none", feather=0.03)),
+            FakeKind(
+                "CelebDFv1_fake",
+                "CDFv1",
+                "Celeb-synthesis",
+                swap=_sp(gen_res=64, strength=0.03, checkerboard=False, colour="none", feather=0.03),
+            ),
         ),
         style=Style(tone_range=(0.0, 0.75), background="indoor", noise=0.008, blur=0.7, light_contrast=0.45),
         crf=20,
@@ -103,9 +114,14 @@ _ALL = (
         real_label="CelebDFv2_real",
         real_folder="Celeb-real",
         fakes=(
-            FakeKind("CelebDFv2_fake", "CelebDFv2", "Celeb-synthesis",
-                     swap=_sp(gen_res=128, strength=0.02, checkerboard=False, colour="full", feather=0.08,
-                              sharpen=0.3)),
+            FakeKind(
+                "CelebDFv2_fake",
+                "CDFv2",
+                "Celeb-synthesis",
+                swap=_sp(
+                    gen_res=128, strength=0.02, checkerboard=False, colour="full", feather=0.08, sharpen=0.3
+                ),
+            ),
         ),
         style=Style(tone_range=(0.0, 0.75), background="indoor", noise=0.008, blur=0.7, light_contrast=0.45),
         crf=20,
@@ -116,12 +132,31 @@ _ALL = (
         real_label="DFDC_Real",
         real_folder="videos",
         fakes=(
-            FakeKind("DFDC_Fake", "DFDC", "videos",
-                     swap=_sp(gen_res=64, strength=0.04, checkerboard=True, colour="mean", mask="face81",
-                              feather=0.06, noise=0.01)),
+            FakeKind(
+                "DFDC_Fake",
+                "DFDC",
+                "videos",
+                swap=_sp(
+                    gen_res=64,
+                    strength=0.04,
+                    checkerboard=True,
+                    colour="mean",
+                    mask="face81",
+                    feather=0.06,
+                    noise=0.01,
+                ),
+            ),
         ),
-        style=Style(background="clutter", noise=0.02, blur=0.8, rescale=0.7, scale_range=(72.0, 90.0),
-                    yaw_range=0.45, light_contrast=0.7, tint=0.07),
+        style=Style(
+            background="clutter",
+            noise=0.02,
+            blur=0.8,
+            rescale=0.7,
+            scale_range=(72.0, 90.0),
+            yaw_range=0.45,
+            light_contrast=0.7,
+            tint=0.07,
+        ),
         crf=28,
         naming="dfdc",
     ),
@@ -130,11 +165,20 @@ _ALL = (
         real_label="DFDCP_Real",
         real_folder="original_videos",
         fakes=(
-            FakeKind("DFDCP_FakeA", "DFDCP_A", "method_A",
-                     swap=_sp(gen_res=96, strength=0.03, checkerboard=True, colour="mean", feather=0.05)),
-            FakeKind("DFDCP_FakeB", "DFDCP_B", "method_B",
-                     swap=_sp(gen_res=64, strength=0.05, checkerboard=False, colour="none", feather=0.03,
-                              sharpen=0.5)),
+            FakeKind(
+                "DFDCP_FakeA",
+                "FakeA",
+                "method_A",
+                swap=_sp(gen_res=96, strength=0.03, checkerboard=True, colour="mean", feather=0.05),
+            ),
+            FakeKind(
+                "DFDCP_FakeB",
+                "FakeB",
+                "method_B",
+                swap=_sp(
+                    gen_res=64, strength=0.05, checkerboard=False, colour="none", feather=0.03, sharpen=0.5
+                ),
+            ),
         ),
         style=Style(background="studio", noise=0.015, blur=0.6, light_contrast=0.6),
         crf=26,
@@ -144,8 +188,12 @@ _ALL = (
         real_label="DFD_real",
         real_folder="original_sequences/actors",
         fakes=(
-            FakeKind("DFD_fake", "DFD", "manipulated_sequences/DeepFakeDetection",
-                     swap=_sp(gen_res=80, strength=0.035, checkerboard=True, colour="mean", feather=0.05)),
+            FakeKind(
+                "DFD_fake",
+                "DFD",
+                "manipulated_sequences/DeepFakeDetection",
+                swap=_sp(gen_res=80, strength=0.035, checkerboard=True, colour="mean", feather=0.05),
+            ),
         ),
         style=Style(background="clutter", noise=0.01, blur=0.5, light_contrast=0.5),
         crf=23,
@@ -156,11 +204,23 @@ _ALL = (
         real_label="WildDeepfake_real",
         real_folder="real",
         fakes=(
-            FakeKind("WildDeepfake_fake", "WildDeepfake", "fake",
-                     swap=_sp(gen_res=64, strength=0.03, checkerboard=False, colour="mean", feather=0.06)),
+            FakeKind(
+                "WildDeepfake_fake",
+                "WDF",
+                "fake",
+                swap=_sp(gen_res=64, strength=0.03, checkerboard=False, colour="mean", feather=0.06),
+            ),
         ),
-        style=Style(background="outdoor", noise=0.025, blur=1.0, rescale=0.5, scale_range=(72.0, 100.0),
-                    yaw_range=0.5, light_contrast=0.65, tint=0.08),
+        style=Style(
+            background="outdoor",
+            noise=0.025,
+            blur=1.0,
+            rescale=0.5,
+            scale_range=(72.0, 100.0),
+            yaw_range=0.5,
+            light_contrast=0.65,
+            tint=0.08,
+        ),
         crf=32,
     ),
     StandIn(
@@ -168,8 +228,12 @@ _ALL = (
         real_label="FFIW_real",
         real_folder="source",
         fakes=(
-            FakeKind("FFIW_fake", "FFIW", "target",
-                     swap=_sp(gen_res=96, strength=0.025, checkerboard=True, colour="full", feather=0.07)),
+            FakeKind(
+                "FFIW_fake",
+                "FFIW",
+                "target",
+                swap=_sp(gen_res=96, strength=0.025, checkerboard=True, colour="full", feather=0.07),
+            ),
         ),
         style=Style(background="clutter", noise=0.015, blur=0.7, rescale=0.75, scale_range=(66.0, 82.0)),
         crf=26,
@@ -180,55 +244,75 @@ _ALL = (
         real_label="DF1.0_real",
         real_folder="source_videos",
         fakes=(
-            FakeKind("DF1.0_fake", "DF1.0", "manipulated_videos/end_to_end",
-                     swap=_sp(gen_res=128, strength=0.02, checkerboard=False, colour="full", feather=0.1,
-                              noise=0.01)),
+            FakeKind(
+                "DF1.0_fake",
+                "DFo",
+                "manipulated_videos/end_to_end",
+                swap=_sp(
+                    gen_res=128, strength=0.02, checkerboard=False, colour="full", feather=0.1, noise=0.01
+                ),
+            ),
         ),
         style=Style(background="studio", noise=0.01, blur=0.5, light_contrast=0.4, tint=0.02),
         crf=23,
-        optional=True,
     ),
     StandIn(
         name="FakeAVCeleb",
         real_label="FakeAVCeleb_real",
         real_folder="RealVideo-RealAudio",
-        fakes=(FakeKind("FakeAVCeleb_fake", "FakeAVCeleb", "FakeVideo-FakeAudio", method="mouth", mouth_block=3),),
+        fakes=(FakeKind("FakeAVCeleb_fake", "FAVC", "FakeVideo-FakeAudio", method="mouth", mouth_block=3),),
         style=Style(background="indoor", noise=0.012, blur=0.6, light_contrast=0.5),
         crf=24,
-        optional=True,
     ),
     StandIn(
         name="UADFV",
         real_label="UADFV_Real",
         real_folder="real",
         fakes=(
-            FakeKind("UADFV_Fake", "UADFV", "fake",
-                     swap=_sp(gen_res=48, strength=0.05, checkerboard=True, colour="none", feather=0.02)),
+            FakeKind(
+                "UADFV_Fake",
+                "UADFV",
+                "fake",
+                swap=_sp(gen_res=48, strength=0.03, checkerboard=False, colour="none", feather=0.02),
+            ),
         ),
         style=Style(background="indoor", noise=0.015, blur=0.8, rescale=0.6),
         crf=26,
-        optional=True,
     ),
     *(
         StandIn(
             name=f"DF40-{sub}",
             real_label="DF40_real",
             real_folder="real",
-            fakes=(FakeKind(f"DF40_{sub}", sub, sub, swap=params),),
+            fakes=(FakeKind(f"DF40_{sub}", domain, sub, swap=params),),
             style=_DF40_STYLE,
             crf=23,
             folder="DF40",
             pool="DF40",
-            optional=True,
         )
-        for sub, params in (
-            ("uniface", _sp(gen_res=112, strength=0.02, checkerboard=False, colour="full", erode=0.04,
-                            feather=0.06)),
-            ("e4s", _sp(gen_res=128, strength=0.015, checkerboard=False, colour="mean", mask="inner",
-                        feather=0.03)),
-            ("blendface", _sp(gen_res=96, strength=0.025, checkerboard=True, colour="full", feather=0.08)),
-            ("mobileswap", _sp(gen_res=64, strength=0.035, checkerboard=False, colour="mean", feather=0.05,
-                               sharpen=0.4)),
+        for sub, domain, params in (
+            (
+                "uniface",
+                "UniFace",
+                _sp(gen_res=112, strength=0.02, checkerboard=False, colour="full", erode=0.04, feather=0.06),
+            ),
+            (
+                "e4s",
+                "E4S",
+                _sp(
+                    gen_res=128, strength=0.015, checkerboard=False, colour="mean", mask="inner", feather=0.03
+                ),
+            ),
+            (
+                "blendface",
+                "BlendFace",
+                _sp(gen_res=96, strength=0.025, checkerboard=True, colour="full", feather=0.08),
+            ),
+            (
+                "mobileswap",
+                "MobileSwap",
+                _sp(gen_res=64, strength=0.035, checkerboard=False, colour="mean", feather=0.05, sharpen=0.4),
+            ),
         )
     ),
     StandIn(
@@ -236,16 +320,20 @@ _ALL = (
         real_label="DiffusionFace_real",
         real_folder="real",
         fakes=(
-            FakeKind("DiffusionFace_DiffSwap", "DiffSwap", "DiffSwap",
-                     swap=_sp(gen_res=128, strength=0.0, checkerboard=False, colour="full", feather=0.06,
-                              noise=0.02)),
+            FakeKind(
+                "DiffusionFace_DiffSwap",
+                "DiffSwap",
+                "DiffSwap",
+                swap=_sp(
+                    gen_res=128, strength=0.0, checkerboard=False, colour="full", feather=0.06, noise=0.02
+                ),
+            ),
         ),
         style=Style(background="studio", noise=0.01, blur=0.5),
         crf=23,
         folder="DiffusionFace",
-        optional=True,
     ),
 )
 
-STAND_INS: Mapping[str, StandIn] = MappingProxyType({s.name: s for s in _ALL})
+STAND_INS: dict[str, StandIn] = {s.name: s for s in _ALL}
 """Stand-in dataset name (index top key) -> its registry entry."""
