@@ -23,7 +23,7 @@ def test_method_config_is_not_overridden_by_global_defaults():
     """DeepfakeBench's defect 6: a global config silently overrode the detector's. Here the order is
     explicit: global defaults < the method's own settings < experiment < scale < command line."""
     base = compose([])
-    assert base.trainer.epochs == 3 and base.protocol.frames.train == 8  # global defaults
+    assert base.trainer.epochs == 5 and base.protocol.frames.train == 8  # global defaults
     cfg = compose([SEARCH, "method=paper_like"])
     assert cfg.trainer.epochs == 20 and cfg.trainer.batch_size == 24  # the method wins over the defaults
     assert cfg.protocol.frames.train == 32 and cfg.protocol.frames.test == 8  # only what it sets
