@@ -136,7 +136,8 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
     val_best = max(range(len(val)), key=lambda i: val[i]) + 1
     assert res["best_epoch"] == val_best
     # test AUC of each epoch's model
-    from detect.engine.evaluate import evaluate_predictions, predict_table
+    from detect.engine.evaluate import predict_table
+    from detect.evaluation.metrics import compute_metrics
 
     test_auc = []
     for e in range(1, 5):
@@ -144,7 +145,7 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
         preds = predict_table(
             tr.method, tr.tables["test/FF++"], tr.eval_pipeline, tr.runtime, 32, 0, progress=False
         )
-        test_auc.append(evaluate_predictions(preds)["frame_auc"])
+        test_auc.append(compute_metrics(preds)["frame_auc"])
     test_best = max(range(4), key=lambda i: test_auc[i]) + 1
     assert test_best != val_best, "fixture must make the val-best and test-best epochs differ"
     assert res["metrics"]["FF++"]["frame_auc"] == pytest.approx(test_auc[val_best - 1])

@@ -17,7 +17,6 @@ import logging
 import zlib
 from collections.abc import Callable, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset, Subset
 
 from detect.data.images import read_rgb
 from detect.data.transforms import Pipeline
+from detect.evaluation.perturbations import jpeg_compress
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +224,6 @@ class MetaPairDataset(Dataset):
         }
 
 
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    """Re-encode an RGB uint8 image as JPEG at ``quality`` (OpenCV) and decode it back."""
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
-    if not ok:
-        raise RuntimeError(f"JPEG encoding failed at quality {quality}")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 class MultiQualityDataset(Dataset):
     """One image at several qualities: ``{"images": [Q, 3, H, W], "qualities": [Q], ...}``.
 
@@ -276,7 +266,8 @@ class MultiQualityDataset(Dataset):
             img = self.pipeline.augment_group([img])[0][0]
         qualities = self.draw(i)
         versions = [
-            img if q is None else jpeg(img, qv) for q, qv in zip(self.qualities, qualities, strict=True)
+            img if q is None else jpeg_compress(img, qv)
+            for q, qv in zip(self.qualities, qualities, strict=True)
         ]
         images, _ = self.pipeline.finalize_group(versions)
         return {

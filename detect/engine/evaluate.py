@@ -15,7 +15,6 @@ from tqdm import tqdm
 from detect.data.transforms import Pipeline
 from detect.data.views import FrameDataset
 from detect.engine.runtime import Runtime
-from detect.evaluation.metrics import compute_metrics
 from detect.evaluation.perturbations import build_perturbation
 
 log = logging.getLogger(__name__)
@@ -87,8 +86,3 @@ def predict_table(
         bad = out.loc[~np.isfinite(prob), "path"].head(5).tolist()
         raise FloatingPointError(f"{desc}: non-finite predictions, e.g. for {bad}")
     return out
-
-
-def evaluate_predictions(predictions: pd.DataFrame) -> dict:
-    """Frame- and video-level metrics of a predictions table."""
-    return compute_metrics(predictions)

@@ -8,7 +8,6 @@ DeepfakeBench's defect 2 steps its scheduler once after training; here the engin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -68,8 +67,3 @@ def build_scheduler(
     else:
         raise ValueError(f"unknown scheduler name {name!r}; use none, step, multistep, cosine or exponential")
     return sched, interval
-
-
-def cosine_value(start: float, end: float, t: int, total: int) -> float:
-    """Closed-form cosine annealing (for tests and figures)."""
-    return end + (start - end) * (1 + math.cos(math.pi * t / total)) / 2

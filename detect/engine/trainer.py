@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from detect.data.transforms import build_pipeline
 from detect.data.views import reseed
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
-from detect.engine.evaluate import evaluate_predictions, predict_table, to_device
+from detect.engine.evaluate import predict_table, to_device
 from detect.engine.loggers import build_logger
 from detect.engine.phases import run_phases
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
@@ -41,6 +40,7 @@ from detect.engine.runtime import (
     set_rng_state,
     setup_runtime,
 )
+from detect.evaluation.metrics import compute_metrics
 from detect.methods.base import Method
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,8 @@ def _better(value: float, best: float | None, mode: str) -> bool:
 def _worker_init(worker_id: int) -> None:
     """Seed a DataLoader worker from its torch seed (itself drawn from the epoch's generator)."""
     seed = torch.initial_seed() % (2**32)
-    np.random.seed(seed)
-    random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    reseed(info.dataset, seed)
+    seed_everything(seed)
+    reseed(torch.utils.data.get_worker_info().dataset, seed)
 
 
 def balance_classes(idx: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -152,6 +150,12 @@ def balance_classes(idx: np.ndarray, labels: np.ndarray, rng: np.random.Generato
         reps, rest = divmod(top, len(c))
         out += [np.tile(c, reps), rng.choice(c, rest, replace=False)]
     return np.concatenate(out)
+
+
+def balanced_size(labels: np.ndarray) -> int:
+    """How many items ``balance_classes`` yields: every class at the largest class's size."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return int(counts.max()) * len(counts)
 
 
 def _epoch_indices(
@@ -214,11 +218,7 @@ class Trainer:
         self.train_dataset = method.build_train_dataset(self.tables["train"], self.train_pipeline)
         tr = cfg.trainer
         labels = self._labels()
-        n_items = (
-            len(balance_classes(np.arange(len(labels)), labels, np.random.default_rng(0)))
-            if labels is not None
-            else len(self.train_dataset)
-        )
+        n_items = balanced_size(labels) if labels is not None else len(self.train_dataset)
         per_rank = math.ceil(n_items / rt.world_size)
         steps = per_rank // tr.batch_size if per_rank >= tr.batch_size else 1
         if tr.limit_train_batches:
@@ -384,7 +384,7 @@ class Trainer:
             desc="val",
             progress=tr.progress,
         )
-        return evaluate_predictions(preds)
+        return compute_metrics(preds)
 
     def fit(self) -> dict:
         """Train, select on validation, test; returns the results written to results.json."""
@@ -517,7 +517,7 @@ def evaluate_sets(
             desc=f"test {name}",
             progress=tr.progress,
         )
-        metrics[name] = evaluate_predictions(preds)
+        metrics[name] = compute_metrics(preds)
         if runtime.is_main:
             save_predictions(run_dir, name, preds)
             if logger is not None:
