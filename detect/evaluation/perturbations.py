@@ -162,3 +162,183 @@ def _random_jpeg(low: int, high: int, seed: int = 0, per: str = "sample") -> Per
     if per not in ("sample", "run"):
         raise ValueError(f"random_jpeg.per must be 'sample' or 'run', got {per!r}")
     return RandomJpeg(lo, hi, int(seed), per)
+
+
+# --------------------------------------------------------------------------------------------------
+# ProDet (NeurIPS 2024), Sec. 4.4 "Robustness against Unseen Perturbations", Table 4 and Fig. 5:
+# block-wise masking (ratio 0.1, 4x4 grid), Gaussian noise (variance 10-50), shift (-50..50 px on both
+# axes), "applied with random intensity ten times". Named ``prodet_*``: DPL's block-wise/noise
+# perturbations differ and get names of their own.
+# --------------------------------------------------------------------------------------------------
+
+DRAW_STRIDE = 2**16
+"""Most perturbed versions :func:`draw_keys` gives one sample (its keys are ``sample_key*DRAW_STRIDE+i``)."""
+
+
+def draw_keys(sample_key: int, n: int) -> list[int]:
+    """``n`` distinct deterministic keys for ``n`` perturbed versions of one sample (ProDet's mPD, App. 7.4).
+
+    The i-th perturbed version of sample ``k`` is ``perturbation(image, draw_keys(k, n)[i])``.
+    Keys are ``sample_key * DRAW_STRIDE + i`` (``DRAW_STRIDE = 2**16``), so they are distinct within a sample
+    and across samples (an injective map of ``(sample_key, i)``), and a prefix is stable in ``n``:
+    ``draw_keys(k, 10)[:5] == draw_keys(k, 5)``. They are not the plain key ``sample_key``, so the n draws
+    are a set of their own, not the single perturbed test set's version plus n-1 more.
+    """
+    if int(sample_key) != sample_key or sample_key < 0:
+        raise ValueError(f"sample_key must be a non-negative integer, got {sample_key!r}")
+    if int(n) != n or not 1 <= n <= DRAW_STRIDE:
+        raise ValueError(f"n must be an integer in [1, {DRAW_STRIDE}], got {n!r}")
+    base = int(sample_key) * DRAW_STRIDE
+    return [base + i for i in range(int(n))]
+
+
+def _check_seed(seed: int, what: str) -> int:
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _block_edges(size: int, grid: int) -> np.ndarray:
+    """``grid + 1`` block boundaries along an axis of ``size`` pixels: ``floor(j * size / grid)``."""
+    return (np.arange(grid + 1) * size) // grid
+
+
+@dataclass(frozen=True)
+class ProdetBlockwise:
+    """Block-wise masking, ProDet Sec. 4.4 / Table 4 ("a ratio of 0.1 and 4x4 grids").
+
+    Reading (the paper says no more than that): split the image into ``grid x grid`` blocks (boundaries
+    ``floor(j*H/grid)`` and ``floor(j*W/grid)``, so every pixel is in exactly one block when H or W is not a
+    multiple of ``grid``) and set ``max(1, round(ratio * grid**2))`` blocks, chosen uniformly without
+    replacement from ``(seed, sample_key)``, to 0 (black) in every channel; rounding is half up. With the
+    paper's ratio 0.1 and 4x4 grid that is 2 of the 16 blocks. The "random intensity" is which blocks.
+    """
+
+    ratio: float = 0.1
+    grid: int = 4
+    seed: int = 0
+
+    @property
+    def n_blocks(self) -> int:
+        """How many blocks are masked: ``max(1, round_half_up(ratio * grid**2))``."""
+        return max(1, int(np.floor(self.ratio * self.grid**2 + 0.5)))
+
+    def blocks(self, sample_key: int) -> list[tuple[int, int]]:
+        """The masked blocks ``(row, col)`` for this sample, in the order drawn."""
+        rng = sample_rng(self.seed, sample_key)
+        flat = rng.choice(self.grid**2, size=self.n_blocks, replace=False)
+        return [(int(b) // self.grid, int(b) % self.grid) for b in flat]
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        ys, xs = _block_edges(image.shape[0], self.grid), _block_edges(image.shape[1], self.grid)
+        out = image.copy()
+        for r, c in self.blocks(sample_key):
+            out[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = 0
+        return out
+
+
+@register_perturbation("prodet_blockwise")
+def _prodet_blockwise(ratio: float = 0.1, grid: int = 4, seed: int = 0) -> Perturbation:
+    """See :class:`ProdetBlockwise`."""
+    if not 0 < float(ratio) <= 1:
+        raise ValueError(f"prodet_blockwise.ratio must be in (0, 1], got {ratio}")
+    if int(grid) != grid or grid < 1:
+        raise ValueError(f"prodet_blockwise.grid must be a positive integer, got {grid!r}")
+    return ProdetBlockwise(float(ratio), int(grid), _check_seed(seed, "prodet_blockwise.seed"))
+
+
+def _range(value: float | tuple[float, float] | list[float], what: str) -> tuple[float, float]:
+    """A scalar ``v`` as ``(v, v)``, or a ``[low, high]`` pair, checked ``0 <= low <= high``."""
+    if np.ndim(value) == 0:
+        lo = hi = float(value)  # type: ignore[arg-type]
+    else:
+        pair = list(value)  # type: ignore[arg-type]
+        if len(pair) != 2:
+            raise ValueError(f"{what} must be a number or a [low, high] pair, got {value!r}")
+        lo, hi = float(pair[0]), float(pair[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+        raise ValueError(f"{what} needs finite 0 <= low <= high, got {value!r}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class ProdetNoise:
+    """Additive Gaussian noise, ProDet Sec. 4.4 / Table 4 ("a random variance selected from the range of
+    10 to 50").
+
+    Reading: on the 0-255 scale, the variance (not the standard deviation) is drawn uniformly from
+    ``[low, high]`` per call from ``(seed, sample_key)``; then i.i.d. ``N(0, variance)`` noise on every pixel
+    and channel from the same generator; the result is rounded to the nearest integer, clipped to
+    [0, 255] and cast to uint8. ``low == high`` fixes the variance (Fig. 5's intensity levels).
+    """
+
+    low: float = 10.0
+    high: float = 50.0
+    seed: int = 0
+
+    def variance(self, sample_key: int) -> float:
+        """The variance this sample gets (0-255 scale)."""
+        return float(sample_rng(self.seed, sample_key).uniform(self.low, self.high))
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        rng = sample_rng(self.seed, sample_key)
+        var = float(rng.uniform(self.low, self.high))
+        noisy = image.astype(np.float64) + rng.normal(0.0, np.sqrt(var), image.shape)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+@register_perturbation("prodet_noise")
+def _prodet_noise(
+    variance: float | tuple[float, float] | list[float] = (10, 50), seed: int = 0
+) -> Perturbation:
+    """See :class:`ProdetNoise`; ``variance`` is ``[low, high]`` or a number (fixed)."""
+    lo, hi = _range(variance, "prodet_noise.variance")
+    return ProdetNoise(lo, hi, _check_seed(seed, "prodet_noise.seed"))
+
+
+@dataclass(frozen=True)
+class ProdetShift:
+    """Translation, ProDet Sec. 4.4 / Table 4 ("the range of -50 to 50 on both x and y axes").
+
+    Reading: integer ``dx`` then ``dy`` each drawn uniformly from ``[-max_shift, max_shift]`` (inclusive)
+    from ``(seed, sample_key)``, in pixels of the image as given; content moves by ``(dx, dy)`` (positive
+    = right / down): ``out[y, x] = image[y - dy, x - dx]``, and pixels shifted in are 0 (``cv2.warpAffine``,
+    ``BORDER_CONSTANT``, nearest neighbour so integer shifts are exact). ``fixed = (dx, dy)`` overrides
+    the draw (figures, Fig. 5).
+    """
+
+    max_shift: int = 50
+    seed: int = 0
+    fixed: tuple[int, int] | None = None
+
+    def offset(self, sample_key: int) -> tuple[int, int]:
+        """``(dx, dy)`` for this sample."""
+        if self.fixed is not None:
+            return self.fixed
+        dx, dy = sample_rng(self.seed, sample_key).integers(-self.max_shift, self.max_shift + 1, size=2)
+        return int(dx), int(dy)
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        dx, dy = self.offset(sample_key)
+        h, w = image.shape[:2]
+        m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float64)
+        return cv2.warpAffine(
+            image, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
+        )
+
+
+@register_perturbation("prodet_shift")
+def _prodet_shift(max_shift: int = 50, shift: list[int] | None = None, seed: int = 0) -> Perturbation:
+    """See :class:`ProdetShift`; ``shift: [dx, dy]`` fixes the offset (``max_shift`` is then unused)."""
+    if int(max_shift) != max_shift or max_shift < 0:
+        raise ValueError(f"prodet_shift.max_shift must be a non-negative integer, got {max_shift!r}")
+    fixed = None
+    if shift is not None:
+        pair = list(shift)
+        if len(pair) != 2 or any(int(v) != v for v in pair):
+            raise ValueError(f"prodet_shift.shift must be an integer pair [dx, dy], got {shift!r}")
+        fixed = (int(pair[0]), int(pair[1]))
+    return ProdetShift(int(max_shift), _check_seed(seed, "prodet_shift.seed"), fixed)

@@ -1,0 +1,5 @@
+"""ProDet (Cheng et al., NeurIPS 2024): oriented progressive regularizer, feature bridging, transition loss."""
+
+from detect.methods.prodet.method import ProDet
+
+__all__ = ["ProDet"]
