@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import compose
 
 from detect.engine.trainer import build_method
 from detect.methods.prodet.losses import (
@@ -19,8 +20,6 @@ from detect.methods.prodet.losses import (
 )
 from detect.methods.prodet.method import ProDet
 from detect.methods.prodet.organisation import ANCHORS, get_organisation
-
-from conftest import compose
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
@@ -277,7 +276,9 @@ def test_plain_binary_presets(name, anchors):
 
 def test_multiclass_has_one_4_way_head_and_multilabel_one_3_way_head():
     mc, ml, tb = preset("prodet_multiclass"), preset("prodet_multilabel"), preset("prodet")
-    assert mc.attributes.out_dims == [4] and ml.attributes.out_dims == [3] and tb.attributes.out_dims == [2] * 3
+    assert (
+        mc.attributes.out_dims == [4] and ml.attributes.out_dims == [3] and tb.attributes.out_dims == [2] * 3
+    )
     assert len(mc.projector.expand) == 1 and len(tb.projector.expand) == 3
     images, ids = batch(b=2)
     assert torch.isfinite(mc.losses(images, ids)["loss"]) and torch.isfinite(ml.losses(images, ids)["loss"])
@@ -286,7 +287,12 @@ def test_multiclass_has_one_4_way_head_and_multilabel_one_3_way_head():
 def test_organisations_of_table5():
     r2d2b, surround = preset("prodet_r2d2b"), preset("prodet_surround")
     assert r2d2b.edges == [("real", "deepfake"), ("deepfake", "sbi"), ("sbi", "cbi")]
-    assert r2d2b.org.attribute_targets(torch.arange(4)).tolist() == [[0, 0, 0], [1, 1, 0], [1, 1, 1], [1, 0, 0]]
+    assert r2d2b.org.attribute_targets(torch.arange(4)).tolist() == [
+        [0, 0, 0],
+        [1, 1, 0],
+        [1, 1, 1],
+        [1, 0, 0],
+    ]
     assert surround.edges == [("real", "sbi"), ("real", "cbi"), ("real", "deepfake")]
     assert surround.org.attribute_targets(torch.arange(4)).tolist() == [
         [0, 0, 0],

@@ -113,7 +113,8 @@ class AnchorTupleDataset(Dataset):
             foreground = read_rgb(self.cbi.pick_foreground(self.paths[row], rng=rng))
             if foreground.shape != real.shape:
                 raise ImageReadError(
-                    f"CBI foreground and {self.paths[row]} differ in size ({foreground.shape} vs {real.shape})"
+                    f"CBI foreground and {self.paths[row]} differ in size "
+                    f"({foreground.shape} vs {real.shape})"
                 )
             images.append(self.cbi(real, landmarks, foreground, rng=rng).image)
             rows.append(row)

@@ -1,4 +1,4 @@
-"""ProDet (Cheng et al., NeurIPS 2024): oriented progressive regularizer, feature bridging, transition loss."""
+"""ProDet (Cheng et al., NeurIPS 2024): oriented progressive regularizer, bridging, transition loss."""
 
 from detect.methods.prodet.method import ProDet
 

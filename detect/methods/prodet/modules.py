@@ -68,7 +68,8 @@ class Projector(nn.Module):
         super().__init__()
         self.channels = channels
         self.lift = nn.ModuleList(
-            nn.Sequential(nn.Linear(k, hidden), nn.LeakyReLU(), nn.Linear(hidden, channels)) for k in head_dims
+            nn.Sequential(nn.Linear(k, hidden), nn.LeakyReLU(), nn.Linear(hidden, channels))
+            for k in head_dims
         )
         self.expand = nn.ModuleList(
             nn.ConvTranspose2d(channels, channels, kernel_size=tuple(map_size)) for _ in head_dims
