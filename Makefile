@@ -25,8 +25,9 @@ lint:
 train:
 	$(PY) train.py
 
-bench:
+bench:  # engine vs bare PyTorch loop, then SBI/CBI/tuple rates per core
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_blend.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -2,9 +2,12 @@
 
 Frames (training reals of a DeepfakeBench-layout root; the embedded synthetic benchmark by default) are
 held in memory, so the figures time the blending (``cbi_read_per_s`` adds reading the foreground PNG).
-The blend config is the one training uses (``BlendConfig`` defaults, or ``--config`` YAML / ``--set``
-overrides, as a method's ``blend`` node would give); its hash is printed beside the figures. Reference
-figures: the official SBI self-blending ≈ 18 ms/image, DeepfakeBench's Face X-ray blend ≈ 64 ms/image.
+The blend config is the one training uses: the ``method.blend`` node of ``--method`` (``prodet`` by
+default, composed as ``train.py`` would), then ``--config`` YAML and ``--set`` overrides; its hash is printed
+beside the figures. ``tuple_per_s`` times whole training items of ProDet's ``AnchorTupleDataset`` (read real,
+landmarks, foreground and deepfake; SBI; CBI; the method's shared augmentation, resize and normalisation at
+the backbone's input size), printed with the training pipeline's hash. Reference figures: the official SBI
+self-blending ≈ 18 ms/image, DeepfakeBench's Face X-ray blend ≈ 64 ms/image.
 
     python scripts/bench_blend.py --iters 300
 """
@@ -20,19 +23,32 @@ import cv2
 import numpy as np
 import torch
 import yaml
+from omegaconf import OmegaConf
 
+from detect.data.anchor_tuples import AnchorTupleDataset
 from detect.data.blend import BlendConfig, CrossBlender, SelfBlender, load_landmark_index
 from detect.data.images import read_landmarks, read_rgb
 from detect.data.index import DatasetSpec, load_split
 from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
+from detect.data.transforms import build_pipeline
 
 REFERENCE_MS = {"sbi": 18.0, "cbi": 64.0}
 SIZE = 256
 
 
-def blend_config(path: str | None, overrides: list[str]) -> BlendConfig:
-    """``BlendConfig`` from an optional YAML (its ``blend`` node when it has one) and ``key=value`` pairs."""
-    cfg: dict = {}
+def training_config(method: str):
+    """The training config of ``method=<method>`` as ``train.py`` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        return compose("train", overrides=[f"method={method}"])
+
+
+def blend_config(path: str | None, overrides: list[str], base: dict | None = None) -> BlendConfig:
+    """``BlendConfig`` from the method's ``blend`` node, an optional YAML (its ``blend`` node when it has one)
+    and ``key=value`` pairs."""
+    cfg: dict = dict(base or {})
     if path:
         with open(path, encoding="utf-8") as fh:
             node = yaml.safe_load(fh) or {}
@@ -72,6 +88,9 @@ def main() -> None:
     ap.add_argument(
         "--config", help="YAML with the blend parameters (or a method config with a 'blend' node)"
     )
+    ap.add_argument(
+        "--method", default="prodet", help="the method config whose blend and augmentation to use"
+    )
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="blend config overrides")
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
@@ -81,7 +100,10 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    cfg = blend_config(args.config, args.set)
+    train_cfg = training_config(args.method)
+    node = train_cfg.method.get("blend")
+    base = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    cfg = blend_config(args.config, args.set, base)
     root = args.root or str(
         ensure_synthetic(args.cache_dir, SyntheticConfig(n_source_videos=8, frames_per_video=4, standins=()))
     )
@@ -106,12 +128,24 @@ def main() -> None:
         path, img, lm = frames[i % n]
         cbi(img, lm, read_rgb(cbi.pick_foreground(path)))
 
+    pipeline = build_pipeline(train_cfg.input, train_cfg.augment.train)
+    tuples = AnchorTupleDataset(
+        table, pipeline, blend=cfg, cache_dir=os.path.join(args.cache_dir, "blend"), seed=args.seed
+    )
+    pipeline.set_seed(args.seed)
+
+    def run_tuple(i: int) -> None:
+        tuples[i % len(tuples)]
+
     out = {"config_hash": cfg.key(), "size": SIZE, "threads": 1, "frames": n, "iters": args.iters}
-    for name, fn in (("sbi", run_sbi), ("cbi", run_cbi), ("cbi_read", run_cbi_read)):
+    runs = (("sbi", run_sbi), ("cbi", run_cbi), ("cbi_read", run_cbi_read), ("tuple", run_tuple))
+    for name, fn in runs:
         per_second(fn, args.warmup)
-        rate = per_second(fn, args.iters)
+        rate = per_second(fn, args.iters if name != "tuple" else max(1, args.iters // 4))
         out[f"{name}_per_s"] = round(rate, 1)
         out[f"{name}_ms"] = round(1000.0 / rate, 3)
+    out["tuple_pipeline_hash"] = pipeline.config_hash
+    out["tuple_input_size"] = int(train_cfg.input.size)
     for name, ref in REFERENCE_MS.items():
         out[f"{name}_reference_ms"] = ref
         out[f"{name}_speedup"] = round(ref / out[f"{name}_ms"], 2)

@@ -2,7 +2,8 @@
 
 Examples::
 
-    python scripts/make_tables.py          # the latest folder under outputs/multirun/
+    python scripts/make_tables.py          # the latest folder under outputs/multirun/ (an experiment's
+                                           # sweep renders its paper table: its config's table_spec)
     python scripts/make_tables.py multirun/2026-11-23/14-00-00 --rows backbone.name \\
         --metrics frame_auc video_auc --format md
     python scripts/make_tables.py multirun/A multirun/B --rows method._name_ --test-sets GID-DF23 \\
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from detect.tables.builder import TableSpec, latest_run_dir, make_tables
+from detect.tables.builder import TableSpec, experiment_spec, latest_run_dir, load_runs, make_tables
 
 
 def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -43,7 +44,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.path.join(os.environ.get("DETECT_OUTPUT_DIR", "outputs"), "multirun"),
         help="where the latest multirun folder is looked for ($DETECT_OUTPUT_DIR/multirun)",
     )
-    p.add_argument("--spec", help="a YAML file with TableSpec keys; the flags below override it")
+    p.add_argument(
+        "--spec",
+        help="a YAML file with TableSpec keys (default: the table_spec of the runs' experiment); "
+        "the flags below override it",
+    )
     p.add_argument("--rows", nargs="+", help="row keys: dotted config paths or results.<field>")
     p.add_argument("--metrics", nargs="+", help="metric names of results.json (frame_auc, video_auc, ...)")
     p.add_argument("--test-sets", nargs="+", help="test set names (default: all, in order of appearance)")
@@ -64,8 +69,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_spec(args: argparse.Namespace) -> TableSpec:
-    raw = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8")) if args.spec else {}
+def build_spec(args: argparse.Namespace, dirs: Sequence[str | os.PathLike] = ()) -> TableSpec:
+    """``--spec`` file, else the ``table_spec`` the runs' experiment declares; the flags override either."""
+    if args.spec:
+        raw = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
+    else:
+        raw = experiment_spec(load_runs(dirs)[0]) if dirs else None
     raw = dict(raw or {})
     flags = {
         "rows": args.rows,
@@ -92,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     dirs = args.dirs or [latest_run_dir(args.multirun_root)]
     formats = ["md", "latex"] if args.format == "both" else [args.format]
-    texts = make_tables(dirs, build_spec(args), formats, args.output)
+    texts = make_tables(dirs, build_spec(args, dirs), formats, args.output)
     if not args.quiet:
         print(f"Runs from: {', '.join(map(str, dirs))}\n")
         print("\n".join(texts.values()))

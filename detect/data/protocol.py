@@ -19,7 +19,7 @@ from detect.data.index import DatasetSpec, load_split
 
 log = logging.getLogger(__name__)
 
-_SPEC_ONLY = ("dataset", "split", "frames", "perturbation")
+_SPEC_ONLY = ("dataset", "split", "frames", "perturbation", "mpd_draws")
 
 
 @dataclass
@@ -31,6 +31,7 @@ class SetSpec:
     split: str
     frames: int | None
     perturbation: dict | None = None
+    mpd_draws: int | None = None  # ProDet's mPD over this many perturbed versions per frame (test sets)
 
     def load(self, check_files: bool = True) -> pd.DataFrame:
         return load_split(self.dataset, self.split, self.frames, check_files=check_files)
@@ -71,7 +72,17 @@ def _set_spec(cfg: DictConfig, name: str, spec: Mapping | None, role: str) -> Se
     perturb = spec.get("perturbation", cfg.protocol.get("perturbation") if role == "test" else None)
     if isinstance(perturb, DictConfig):
         perturb = OmegaConf.to_container(perturb, resolve=True)
-    return SetSpec(name, DatasetSpec.from_config(base), spec["split"], frames, perturb)
+    draws = spec.get("mpd_draws")
+    if draws is not None and (perturb is None or int(draws) < 1):
+        raise ValueError(f"protocol.{role}.{name}.mpd_draws={draws} needs a perturbation and draws >= 1")
+    return SetSpec(
+        name,
+        DatasetSpec.from_config(base),
+        spec["split"],
+        frames,
+        perturb,
+        None if draws is None else int(draws),
+    )
 
 
 def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "test")) -> dict:

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from detect.data.transforms import Pipeline
 from detect.data.views import FrameDataset
 from detect.engine.runtime import Runtime
-from detect.evaluation.perturbations import build_perturbation
+from detect.evaluation.perturbations import build_perturbation, draw_keys
+from detect.evaluation.regularity import mean_perturbed_distance
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,57 @@ def to_device(batch: Mapping, runtime: Runtime) -> dict:
 
 
 @torch.no_grad()
+def map_table(
+    fn,
+    method,
+    table: pd.DataFrame,
+    pipeline: Pipeline,
+    runtime: Runtime,
+    batch_size: int,
+    num_workers: int,
+    perturbation=None,
+    limit_batches: int | None = None,
+    desc: str = "eval",
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fn(method, images) -> [B, ...]`` over ``table``'s frames in eval mode (sharded over processes,
+    gathered on all): returns (table rows, outputs) sorted by row. ``perturbation``: a config mapping
+    or a ready ``fn(image, sample_key)``."""
+    if perturbation is not None and not callable(perturbation):
+        perturbation = build_perturbation(perturbation)
+    dataset = FrameDataset(table, pipeline, train=False, perturbation=perturbation)
+    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
+    loader = DataLoader(
+        Subset(dataset, rows.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    was_training = method.training
+    method.eval()
+    indices, outputs = [], []
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
+    for b, batch in enumerate(bar):
+        if limit_batches is not None and b >= limit_batches:
+            break
+        batch = to_device(batch, runtime)
+        with runtime.autocast():
+            out = fn(method, batch["image"])
+        indices.append(batch["index"].cpu().numpy())
+        outputs.append(out.float().cpu().numpy())
+    method.train(was_training)
+    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    res = np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
+    if runtime.distributed:
+        gathered: list = [None] * runtime.world_size
+        dist.all_gather_object(gathered, (idx, res))
+        idx = np.concatenate([g[0] for g in gathered])
+        res = np.concatenate([g[1] for g in gathered])
+    order = np.argsort(idx, kind="stable")
+    return idx[order], res[order]
+
+
 def predict_table(
     method,
     table: pd.DataFrame,
@@ -48,37 +100,19 @@ def predict_table(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Per-frame P(fake) for every row of ``table`` (sharded over processes, gathered on all)."""
-    dataset = FrameDataset(table, pipeline, train=False, perturbation=build_perturbation(perturbation))
-    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
-    loader = DataLoader(
-        Subset(dataset, rows.tolist()),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=runtime.device.type == "cuda",
+    idx, prob = map_table(
+        lambda m, x: m.predict(x),
+        method,
+        table,
+        pipeline,
+        runtime,
+        batch_size,
+        num_workers,
+        perturbation,
+        limit_batches,
+        desc,
+        progress,
     )
-    was_training = method.training
-    method.eval()
-    indices, probs = [], []
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
-    for b, batch in enumerate(bar):
-        if limit_batches is not None and b >= limit_batches:
-            break
-        batch = to_device(batch, runtime)
-        with runtime.autocast():
-            p = method.predict(batch["image"])
-        indices.append(batch["index"].cpu().numpy())
-        probs.append(p.float().cpu().numpy())
-    method.train(was_training)
-    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    prob = np.concatenate(probs) if probs else np.zeros(0, np.float32)
-    if runtime.distributed:
-        gathered: list = [None] * runtime.world_size
-        dist.all_gather_object(gathered, (idx, prob))
-        idx = np.concatenate([g[0] for g in gathered])
-        prob = np.concatenate([g[1] for g in gathered])
-    order = np.argsort(idx, kind="stable")
-    idx, prob = idx[order], prob[order]
     out = table.iloc[idx][PREDICTION_COLUMNS].reset_index(drop=True)
     out.insert(0, "index", idx)
     out["prob"] = prob
@@ -86,3 +120,39 @@ def predict_table(
         bad = out.loc[~np.isfinite(prob), "path"].head(5).tolist()
         raise FloatingPointError(f"{desc}: non-finite predictions, e.g. for {bad}")
     return out
+
+
+def table_mpd(
+    method,
+    table: pd.DataFrame,
+    pipeline: Pipeline,
+    runtime: Runtime,
+    batch_size: int,
+    num_workers: int,
+    perturbation: Mapping,
+    draws: int,
+    limit_batches: int | None = None,
+    progress: bool = True,
+) -> float:
+    """ProDet's mPD (appendix 7.4) of a set: ``method.features`` of every frame, clean and ``draws`` times
+    perturbed (the i-th draw of a frame uses key ``draw_keys(sample_key, draws)[i]``), F_std from the
+    clean features of the set."""
+    if not callable(getattr(method, "features", None)):
+        raise TypeError(f"mPD needs the method's pooled features; {type(method).__name__} has no features()")
+    pert = build_perturbation(perturbation)
+    if pert is None:
+        raise ValueError("mPD needs a perturbation (protocol.test.<set>.perturbation)")
+
+    def features(m, x):
+        return m.features(x)
+
+    args = (method, table, pipeline, runtime, batch_size, num_workers)
+    _, clean = map_table(features, *args, None, limit_batches, "mpd clean", progress)
+    perturbed = []
+    for i in range(draws):
+
+        def nth(img, key, i=i):
+            return pert(img, draw_keys(key, draws)[i])
+
+        perturbed.append(map_table(features, *args, nth, limit_batches, f"mpd {i + 1}", progress)[1])
+    return mean_perturbed_distance(torch.from_numpy(clean), torch.from_numpy(np.stack(perturbed, 1)))

@@ -27,7 +27,7 @@ from detect.data.transforms import build_pipeline
 from detect.data.views import reseed
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
-from detect.engine.evaluate import predict_table, to_device
+from detect.engine.evaluate import predict_table, table_mpd, to_device
 from detect.engine.loggers import build_logger
 from detect.engine.phases import run_phases
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
@@ -518,6 +518,19 @@ def evaluate_sets(
             progress=tr.progress,
         )
         metrics[name] = compute_metrics(preds)
+        if spec.mpd_draws:
+            metrics[name]["mpd"] = table_mpd(
+                method,
+                tables[f"test/{name}"],
+                pipeline,
+                runtime,
+                int(tr.eval_batch_size),
+                int(cfg.runtime.num_workers),
+                spec.perturbation,
+                spec.mpd_draws,
+                tr.limit_eval_batches,
+                progress=tr.progress,
+            )
         if runtime.is_main:
             save_predictions(run_dir, name, preds)
             if logger is not None:

@@ -186,6 +186,19 @@ def load_runs(dirs: Iterable[str | os.PathLike]) -> tuple[list[Run], list[Exclud
     return runs, excluded
 
 
+def experiment_spec(runs: Sequence[Run]) -> dict | None:
+    """The ``table_spec`` the runs' experiment config declares (``conf/experiment/<paper>/<table>.yaml``):
+    None when none declares one; an error when the runs come from experiments with different specs."""
+    specs = {json.dumps(r.config.get("table_spec"), sort_keys=True) for r in runs}
+    specs.discard("null")
+    if len(specs) > 1:
+        raise ValueError(
+            f"the runs come from {len(specs)} experiments with different table_spec: tabulate one sweep "
+            "folder at a time, or pass --spec / --rows"
+        )
+    return json.loads(specs.pop()) if specs else None
+
+
 def latest_run_dir(root: str | os.PathLike = "outputs/multirun") -> Path:
     """The newest Hydra multirun folder: ``root/<date>/<time>`` by name (stops at a ``multirun.yaml``)."""
     current = Path(root)
