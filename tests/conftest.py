@@ -99,6 +99,26 @@ def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool =
         return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_keys)
 
 
+def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path | None = None):
+    """Compose the training config (logger off, no progress bars) and train one run in this process;
+    returns the finished ``Trainer`` (its ``results`` attribute holds what ``fit`` returned)."""
+    from detect.engine.trainer import Trainer
+
+    cfg = compose(
+        [
+            f"paths.cache_dir={cache}",
+            f"paths.output_dir={out}",
+            "logger=none",
+            "trainer.progress=false",
+            *overrides,
+        ]
+    )
+    trainer = Trainer(cfg, run_dir or out / "run")
+    trainer.setup()
+    trainer.results = trainer.fit()
+    return trainer
+
+
 GENERATION: dict = {}
 
 

@@ -10,26 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose
-
-from detect.engine.trainer import Trainer
+from conftest import train_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cache: Path, out: Path, overrides: list[str]) -> dict:
-    cfg = compose(
-        [
-            f"paths.cache_dir={cache}",
-            f"paths.output_dir={out}",
-            "logger=none",
-            "trainer.progress=false",
-            *overrides,
-        ]
-    )
-    tr = Trainer(cfg, out / "run")
-    tr.setup()
-    return tr.fit()
+    return train_in_process(cache, out, overrides).results
 
 
 @pytest.mark.e2e

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as nnf
-from conftest import compose
+from conftest import train_in_process
 from omegaconf import OmegaConf
 
 from detect.data.anchor_tuples import TUPLE_ANCHORS
 from detect.engine.evaluate import map_table
-from detect.engine.trainer import Trainer, build_method
+from detect.engine.trainer import build_method
 from detect.methods.prodet import figures as F
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,23 +32,15 @@ pytestmark = pytest.mark.e2e  # ~40 s, plus the synthetic benchmark's generation
 def toy_dir(synthetic_cache, tmp_path_factory) -> Path:
     """A one-epoch ProDet toy run (2-d features) as train.py leaves it: checkpoints, predictions, results."""
     out = tmp_path_factory.mktemp("figures")
-    cfg = compose(
-        [
-            "method=prodet",
-            "+scale=smoke",
-            "method.feature_dim=2",
-            "method.hidden_dim=8",
-            "trainer.epochs=1",
-            "trainer.limit_train_batches=2",
-            "logger=none",
-            "trainer.progress=false",
-            f"paths.output_dir={out}",
-            f"paths.cache_dir={synthetic_cache}",
-        ]
-    )
-    trainer = Trainer(cfg, out / "runs" / "toy")
-    trainer.setup()
-    trainer.fit()
+    overrides = [
+        "method=prodet",
+        "+scale=smoke",
+        "method.feature_dim=2",
+        "method.hidden_dim=8",
+        "trainer.epochs=1",
+        "trainer.limit_train_batches=2",
+    ]
+    train_in_process(synthetic_cache, out, overrides, out / "runs" / "toy")
     return out / "runs" / "toy"
 
 
