@@ -79,7 +79,6 @@ def test_table4_sweep_renders_beside_the_paper(synthetic_cache, tmp_path):
         "protocol.test.Block-wise.mpd_draws=2",
         "protocol.test.Noise.mpd_draws=2",
         "protocol.test.Shift.mpd_draws=2",
-        "method.feature_dim=16",
     ]
     proc = subprocess.run(
         [sys.executable, "train.py", "-m", *overrides],
