@@ -1,0 +1,196 @@
+"""LTW: learning to weight (Sun et al., "Domain General Face Forgery Detection by Learning to Weight",
+AAAI 2021), as ``shared/REFERENCE.md`` (LTW) reads Eqs. 1–6 consistently.
+
+Per meta-paired batch (training sample x_i of the epoch's training domains, meta partner x'_i of a meta
+domain, ``MetaPairDataset``):
+
+1. meta-training (Eq. 1): T(θ, w) = (1/K) Σ p(f_i; w)·L_i, L_i the per-sample BCE + λ·ICC (Eq. 11), p the
+   weight-aware network on the detector's last feature map f_i (detached there: the weights steer θ only
+   through the meta gradient);
+2. virtual step (Eq. 2): θ' = θ − α∇θT(θ, w), the graph kept; meta-testing (Eq. 3): M(θ') the **unweighted**
+   loss on the meta batch, run with ``torch.func.functional_call`` on θ' and copies of the buffers (the
+   BatchNorm running statistics are not touched by the virtual forward);
+3. updates (Eqs. 4–6): θ by ∇θ[T + β·M(θ'(θ, w))] (second order; ``first_order=true`` drops the θθ Hessian,
+   using ∇θ'M), w by ∇w M only — w reaches M through θ', the mixed derivative ∂²T/∂θ∂w, so it learns.
+
+``weight_grad=false`` freezes the weight network (the released code computes it under ``no_grad``: the
+``ltw_official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from detect.data.transforms import Pipeline
+from detect.data.views import MetaPairDataset
+from detect.engine.context import StepContext
+from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
+from detect.methods.base import Method, StepOutput
+from detect.methods.ltw.losses import sample_losses
+from detect.methods.ltw.meta_split import meta_split
+from detect.methods.ltw.weight_net import WeightNetwork
+from detect.models.backbone import build_backbone
+
+
+class Detector(nn.Module):
+    """f(θ): backbone, global pooling, Linear(C, 1); returns (logit [N], last feature map)."""
+
+    def __init__(self, backbone: Mapping) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone)
+        self.head = nn.Linear(self.backbone.num_features, 1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.backbone.forward_features(images)
+        return self.head(self.backbone.pool(fmap)).squeeze(1), fmap
+
+
+class LTW(Method):
+    """See the module docstring; arguments are the ``method.*`` keys of ``conf/method/ltw.yaml``."""
+
+    name = "ltw"
+
+    def __init__(
+        self,
+        backbone: Mapping,
+        optim: Mapping,
+        weight_optim: Mapping,
+        scheduler: Mapping | None = None,
+        icc_weight: float = 0.01,
+        meta_weight: float = 1.0,
+        inner_lr: float = 1e-3,
+        first_order: bool = False,
+        weighting: bool = True,
+        weight_grad: bool = True,
+        weight_offset: float = 0.0,
+        weight_dropout: float = 0.5,
+        seed: int = 0,
+        name: str = "ltw",
+    ) -> None:
+        super().__init__()
+        self.detector = Detector(backbone)
+        self.weights = WeightNetwork(self.detector.backbone.num_features, weight_dropout, weight_offset)
+        self.icc_weight, self.beta, self.alpha = float(icc_weight), float(meta_weight), float(inner_lr)
+        self.first_order, self.weighting, self.weight_grad = (
+            bool(first_order),
+            bool(weighting),
+            bool(weight_grad),
+        )
+        if not self.weighting and self.weight_grad:
+            raise ValueError(
+                "method.weighting=false (all weights 1) leaves nothing to learn: set weight_grad=false"
+            )
+        if self.beta < 0 or self.alpha < 0:
+            raise ValueError("method.meta_weight and method.inner_lr must be >= 0")
+        for p in self.weights.parameters():
+            p.requires_grad_(self.weight_grad)
+        self.optim_cfg, self.weight_optim_cfg, self.scheduler_cfg = optim, weight_optim, scheduler
+        self.seed = int(seed)
+        self.split: tuple[list[str], list[str]] = ([], [])
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.weight_optimizer: torch.optim.Optimizer | None = None
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
+        self.optimizer = build_optimizer(self.optim_cfg, self.detector.parameters())
+        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
+        specs = [OptimizerSpec("detector", self.optimizer, sched, interval)]
+        if self.weight_grad:
+            self.weight_optimizer = build_optimizer(self.weight_optim_cfg, self.weights.parameters())
+            wsched, winterval = build_scheduler(
+                self.scheduler_cfg, self.weight_optimizer, epochs, steps_per_epoch
+            )
+            specs.append(OptimizerSpec("weights", self.weight_optimizer, wsched, winterval))
+        return specs
+
+    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> MetaPairDataset:
+        dataset = MetaPairDataset(table, pipeline, train=True, seed=self.seed)
+        self.domains = sorted(dataset.by_domain)
+        self.on_epoch_start(0, dataset, None)
+        return dataset
+
+    def on_epoch_start(self, epoch: int, dataset, ctx: StepContext | None) -> None:
+        """The epoch's meta-split (seeded by ``seed`` and the epoch) and its meta pairs."""
+        train, meta = meta_split(dataset.by_domain, self.seed, epoch)
+        self.split = (train, meta)
+        dataset.set_domains(train, meta, epoch)
+
+    def extra_state(self) -> dict:
+        return {"split_train": list(self.split[0]), "split_meta": list(self.split[1])}
+
+    def load_extra_state(self, state: Mapping) -> None:
+        self.split = (list(state.get("split_train", [])), list(state.get("split_meta", [])))
+
+    # -- the step -----------------------------------------------------------------------------------
+    def sample_weights(self, fmap: torch.Tensor) -> torch.Tensor:
+        """p(f_i; w) per sample (ones without weighting); the feature map is detached (see the docstring)."""
+        if not self.weighting:
+            return torch.ones(fmap.shape[0], device=fmap.device)
+        w = self.weights(fmap.detach())
+        return w.to(torch.promote_types(w.dtype, torch.float32))
+
+    def meta_losses(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
+        """T, θ' (as a dict of tensors), M(θ') and the per-sample training losses (no optimiser step)."""
+        params = dict(self.detector.named_parameters())
+        logits, fmap = self.detector(batch["image"])
+        per_sample = sample_losses(logits, batch["label"], self.icc_weight)
+        weight = self.sample_weights(fmap)
+        train_loss = (weight * per_sample).mean()
+        out: dict = {"train_loss": train_loss, "per_sample": per_sample, "weight": weight}
+        if self.beta == 0 and not self.weight_grad:
+            return out
+        names = [n for n, p in params.items() if p.requires_grad]
+        grads = torch.autograd.grad(
+            train_loss, [params[n] for n in names], create_graph=True, allow_unused=True
+        )
+        virtual = {
+            n: params[n] - self.alpha * g if g is not None else params[n]
+            for n, g in zip(names, grads, strict=True)
+        }
+        buffers = {n: b.clone() for n, b in self.detector.named_buffers()}  # the virtual forward's own stats
+        meta_logits, _ = functional_call(self.detector, {**virtual, **buffers}, (batch["meta_image"],))
+        out["meta_loss"] = sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        out["virtual"] = virtual
+        return out
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        with ctx.autocast():
+            out = self.meta_losses(batch)
+        theta = list(self.detector.parameters())
+        logs = {"train_loss": float(out["train_loss"].detach()), "mean_weight": float(out["weight"].mean())}
+        if "meta_loss" not in out:
+            ctx.backward(out["train_loss"], inputs=theta)
+        else:
+            meta = out["meta_loss"]
+            logs["meta_loss"] = float(meta.detach())
+            if self.weight_grad:  # w by ∇w M only (Eq. 6)
+                ctx.backward(meta, inputs=list(self.weights.parameters()), retain_graph=True)
+            if self.first_order:
+                ctx.backward(out["train_loss"], inputs=theta, retain_graph=True)
+                virtual = [out["virtual"][n] for n, _ in self.detector.named_parameters()]
+                scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else 1.0
+                g_prime = torch.autograd.grad(meta * scale, virtual, allow_unused=True)
+                for p, g in zip(theta, g_prime, strict=True):
+                    if g is not None:
+                        p.grad = self.beta * g if p.grad is None else p.grad.add_(self.beta * g)
+            else:
+                ctx.backward(out["train_loss"] + self.beta * meta, inputs=theta)
+        ctx.step(self.optimizer)
+        if self.weight_grad:
+            ctx.step(self.weight_optimizer)
+        return StepOutput(out["train_loss"].detach(), logs, out["per_sample"].detach(), batch["index"])
+
+    # -- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.detector(images)[0].float())
+
+    @torch.no_grad()
+    def predict_weights(self, images: torch.Tensor) -> torch.Tensor:
+        """The weight-aware network's weights of ``images`` (the paper's Fig. 4)."""
+        return self.weights(self.detector(images)[1]).float()
