@@ -128,3 +128,110 @@ def test_meta_loss_is_unweighted():
         m.weights.head[1].bias += 3.0
     assert torch.isclose(m.meta_losses(batch)["meta_loss"], meta)
     assert not torch.isclose(m.meta_losses(batch)["train_loss"], _model().meta_losses(batch)["train_loss"])
+
+
+# ---------------------------------------------------------------- presets and their effects
+
+
+def _step_model(name: str, **overrides):
+    from conftest import compose
+
+    from detect.engine.trainer import build_method
+
+    cfg = compose([f"method={name}", "+scale=smoke", "backbone.input_size=32"])
+    torch.manual_seed(0)
+    m = build_method({**cfg.method, **overrides}, cfg.backbone)
+    m.configure_optimizers(2, 4)
+    return m
+
+
+def _ctx():
+    from omegaconf import OmegaConf
+    from test_runtime import BASE
+
+    from detect.engine.context import StepContext
+    from detect.engine.runtime import setup_runtime
+
+    return StepContext(setup_runtime(OmegaConf.create({**BASE, "device": "cpu"})))
+
+
+def _float_batch() -> dict:
+    b = {k: v.float() for k, v in _batch().items()}
+    b["index"] = torch.arange(4)
+    return b
+
+
+def test_weight_network_learns_in_ltw():
+    m, ctx = _step_model("ltw"), _ctx()
+    before = [p.detach().clone() for p in m.weights.parameters()]
+    for _ in range(2):
+        out = m.fit_step(_float_batch(), ctx)
+        ctx.end_iteration()
+    assert all(k in out.logs for k in ("train_loss", "meta_loss", "mean_weight"))
+    changed = [not torch.equal(a, p) for a, p in zip(before, m.weights.parameters(), strict=True)]
+    assert any(changed)
+
+
+@pytest.mark.parametrize(
+    "name,overrides",
+    [("ltw_official", {}), ("ltw", {"meta_weight": 0.0, "weight_grad": False})],  # w/o meta-testing
+)
+def test_frozen_weight_network_stays_fixed(name, overrides):
+    m, ctx = _step_model(name, **overrides), _ctx()
+    before = {k: v.clone() for k, v in m.weights.state_dict().items() if v.is_floating_point()}
+    assert len(m.configure_optimizers(2, 4)) == 1  # no optimiser for w
+    m.fit_step(_float_batch(), ctx)
+    after = m.weights.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if "running" not in k)
+    assert all(p.grad is None for p in m.weights.parameters())
+
+
+def test_official_weights_lie_in_one_to_two_and_presets_without_weights_use_ones():
+    off = _step_model("ltw_official").eval()
+    w = off.predict_weights(torch.randn(3, 3, 32, 32))
+    assert float(w.min()) >= 1.0 and float(w.max()) <= 2.0
+    for name in ("ltw_no_weights", "mldg"):
+        m = _step_model(name)
+        out = m.meta_losses(_float_batch())
+        assert torch.equal(out["weight"], torch.ones(4)) and "meta_loss" in out
+    assert _step_model("mldg").icc_weight == 0.0 and _step_model("ltw_no_icc").icc_weight == 0.0
+
+
+def test_first_order_keeps_the_weight_gradient_and_drops_the_hessian():
+    grads = {}
+    for first in (False, True):
+        m, ctx = _step_model("ltw", first_order=first, inner_lr=0.5), _ctx()  # a visible Hessian term
+        m.eval()  # identical BatchNorm behaviour in both runs
+        m.optimizer.step = lambda: None  # keep the gradients for inspection
+        m.weight_optimizer.step = lambda: None
+        m.optimizer.zero_grad = m.weight_optimizer.zero_grad = lambda set_to_none=True: None
+        m.fit_step(_float_batch(), ctx)
+        grads[first] = (
+            [p.grad.clone() for p in m.weights.parameters() if p.grad is not None],
+            m.detector.head.weight.grad.clone(),
+        )
+    w2, t2 = grads[False]
+    w1, t1 = grads[True]
+    assert w1 and all(torch.allclose(a, b) for a, b in zip(w1, w2, strict=True))
+    assert not torch.allclose(t1, t2)
+
+
+@pytest.mark.e2e
+def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
+    from conftest import train_in_process
+
+    overrides = [
+        "method=ltw",
+        "protocol=gid_df23",
+        "+scale=smoke",
+        "trainer.epochs=2",
+        "trainer.limit_train_batches=4",
+    ]
+    trainer = train_in_process(synthetic_cache, tmp_path, overrides)
+    res = trainer.results
+    assert res["status"] == "complete" and list(res["metrics"]) == ["GID-DF23"]
+    assert 0.0 <= res["metrics"]["GID-DF23"]["frame_auc"] <= 1.0
+    train_domains = set(trainer.tables["train"]["domain"]) - {"real"}
+    assert train_domains == {"F2F", "FS", "NT"}  # the held-out domain never trains
+    assert set(trainer.tables["val"]["domain"]) - {"real"} == {"F2F", "FS", "NT"}
+    assert set(trainer.method.split[0]) | set(trainer.method.split[1]) == train_domains

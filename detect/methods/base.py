@@ -34,10 +34,11 @@ from detect.engine.optim import OptimizerSpec
 
 @dataclass
 class StepOutput:
-    """What one ``fit_step`` reports: the (detached) loss, scalars to log, per-sample losses."""
+    """What one ``fit_step`` reports: the (detached) loss, scalars to log (numbers or detached 0-d tensors:
+    the engine reads them only at logging steps, so a step need not wait for the GPU), per-sample losses."""
 
     loss: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
     sample_losses: torch.Tensor | None = None
     indices: torch.Tensor | None = None
 

@@ -162,12 +162,12 @@ class LTW(Method):
         with ctx.autocast():
             out = self.meta_losses(batch)
         theta = list(self.detector.parameters())
-        logs = {"train_loss": float(out["train_loss"].detach()), "mean_weight": float(out["weight"].mean())}
+        logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
         if "meta_loss" not in out:
             ctx.backward(out["train_loss"], inputs=theta)
         else:
             meta = out["meta_loss"]
-            logs["meta_loss"] = float(meta.detach())
+            logs["meta_loss"] = meta.detach()
             if self.weight_grad:  # w by ∇w M only (Eq. 6)
                 ctx.backward(meta, inputs=list(self.weights.parameters()), retain_graph=True)
             if self.first_order:

@@ -241,7 +241,7 @@ class ProDet(Method):
             out = self.losses(batch["images"], batch["anchors"])
         ctx.backward(out["loss"])
         ctx.step(self.optimizer)
-        logs = {k: float(out[k].detach()) for k in ("loss_d", "loss_o", "loss_t")}
+        logs = {k: out[k].detach() for k in ("loss_d", "loss_o", "loss_t")}  # synced only when logged
         logs["bridging"] = float(self.bridging_active)
         indices = batch["indices"].transpose(0, 1).reshape(-1)
         return StepOutput(out["loss"].detach(), logs, out["detection"].detach(), indices)
