@@ -333,7 +333,7 @@ class Trainer:
         for b, batch in enumerate(bar):
             if tr.limit_train_batches and b >= int(tr.limit_train_batches):
                 break
-            if tr.max_steps and ctx.global_step >= int(tr.max_steps):
+            if tr.max_steps is not None and ctx.global_step >= int(tr.max_steps):
                 break
             data_t += time.perf_counter() - t_data
             batch = to_device(batch, rt)
@@ -393,7 +393,7 @@ class Trainer:
         t_train = time.perf_counter()
         select = tr.select.metric
         for epoch in range(self.start_epoch, int(tr.epochs)):
-            if tr.max_steps and self.ctx.global_step >= int(tr.max_steps):
+            if tr.max_steps is not None and self.ctx.global_step >= int(tr.max_steps):
                 break
             stats = self._train_epoch(epoch)
             val = self._validate(epoch)

@@ -80,6 +80,7 @@ class TableSpec:
     metric_map: dict[str, str] = field(default_factory=dict)
     ignore_keys: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
     where: dict[str, str] = field(default_factory=dict)
+    aggregates: dict[str, list[str]] = field(default_factory=dict)
     digits: int = 3
     title: str | None = None
 
@@ -272,12 +273,13 @@ def _check_same_config(label: str, runs: list[Run], ignore: Sequence[str]) -> No
 
 
 def _dedupe_seeds(label: str, runs: list[Run], notes: list[str]) -> list[Run]:
-    """One run per seed: the newest results.json wins, with a note."""
-    by_seed: dict[int, list[Run]] = {}
+    """One run per seed and set of test sets: the newest results.json wins, with a note. (Runs of one row
+    that test different sets, e.g. LTW's GID-DF23 and GID-F2F23 protocols, fill different cells.)"""
+    by_seed: dict[tuple, list[Run]] = {}
     for r in runs:
-        by_seed.setdefault(r.seed, []).append(r)
+        by_seed.setdefault((r.seed, tuple(sorted(r.results["metrics"]))), []).append(r)
     kept = []
-    for seed, same in sorted(by_seed.items()):
+    for (seed, _), same in sorted(by_seed.items()):
         same.sort(key=lambda r: r.path.stat().st_mtime_ns)
         if len(same) > 1:
             notes.append(f"row {label!r}: {len(same)} runs with seed {seed}; kept the newest {same[-1].path}")
@@ -298,9 +300,26 @@ def _test_sets(runs: list[Run], spec: TableSpec) -> list[str]:
     return list(seen)
 
 
+def with_aggregates(run: Run, aggregates: Mapping[str, Sequence[str]]) -> Run:
+    """``run`` with aggregate test sets added: each metric the plain mean over the named sets of this run
+    (e.g. LTW's GCD-OthersAVG over its four FF++ sets); absent when the run lacks one of them."""
+    metrics = dict(run.results["metrics"])
+    for name, parts in aggregates.items():
+        if not all(p in metrics for p in parts):
+            continue
+        keys = set.intersection(*(set(metrics[p]) for p in parts))
+        agg = {}
+        for k in sorted(keys):
+            values = [metrics[p][k] for p in parts]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                agg[k] = float(np.mean(values))
+        metrics[name] = agg
+    return Run(run.path, {**run.results, "metrics": metrics})
+
+
 def build_table(runs: Sequence[Run], spec: TableSpec, excluded: Sequence[Excluded] = ()) -> ResultTable:
-    """Group ``runs`` into rows and seeds, and fill the cells."""
-    runs = [r for r in runs if _matches(r, spec.where)]
+    """Group ``runs`` into rows and seeds, and fill the cells (``spec.aggregates`` added per run first)."""
+    runs = [with_aggregates(r, spec.aggregates) for r in runs if _matches(r, spec.where)]
     if not runs:
         raise ValueError(f"no complete run to tabulate (where={spec.where}, {len(excluded)} excluded)")
     groups: dict[tuple[str, str], list[Run]] = {}
