@@ -25,9 +25,10 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # engine vs bare PyTorch loop, then SBI/CBI/tuple rates per core
+bench:  # engine vs bare PyTorch loop; SBI/CBI/tuple rates per core; one LTW step vs one baseline step
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
+	$(PY) scripts/bench_ltw.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

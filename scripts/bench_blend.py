@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from detect.bench import compose_config
 from detect.data.anchor_tuples import AnchorTupleDataset
 from detect.data.blend import BlendConfig, CrossBlender, SelfBlender, load_landmark_index
 from detect.data.images import read_landmarks, read_rgb
@@ -37,12 +39,8 @@ SIZE = 256
 
 
 def training_config(method: str):
-    """The training config of ``method=<method>`` as ``train.py`` composes it."""
-    from hydra import compose, initialize_config_dir
-
-    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        return compose("train", overrides=[f"method={method}"])
+    """The training config of ``method=<method>`` as ``train.py`` composes it (from ./conf)."""
+    return compose_config(Path.cwd() / "conf", [f"method={method}"])
 
 
 def blend_config(path: str | None, overrides: list[str], base: dict | None = None) -> BlendConfig:

@@ -235,3 +235,8 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
     assert train_domains == {"F2F", "FS", "NT"}  # the held-out domain never trains
     assert set(trainer.tables["val"]["domain"]) - {"real"} == {"F2F", "FS", "NT"}
     assert set(trainer.method.split[0]) | set(trainer.method.split[1]) == train_domains
+    # Fig. 4: training faces with their weights, written at the end of training
+    import cv2
+
+    grid = cv2.imread(str(tmp_path / "run" / "figures" / "ltw_weights.png"))
+    assert grid is not None and grid.shape == (8 * 128, 2 * 128, 3)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -42,6 +43,7 @@ from detect.engine.runtime import (
 )
 from detect.evaluation.metrics import compute_metrics
 from detect.methods.base import Method
+from detect.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +431,24 @@ class Trainer:
             if rt.distributed:
                 dist.barrier()
         self.timings["train_s"] = time.perf_counter() - t_train
+        if rt.is_main:
+            self._save_report_images()
         return self.test()
+
+    def _save_report_images(self) -> None:
+        """The method's end-of-training figures (``Method.report_images``) as PNGs under ``figures/``."""
+        was_training = self.method.training
+        self.method.eval()
+        images = self.method.report_images(self.train_dataset)
+        self.method.train(was_training)
+        for name, image in images.items():
+            path = self.run_dir / "figures" / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError(f"could not encode the figure {name!r} as PNG")
+            atomic_write_bytes(path, data.tobytes())
+            log.info("wrote %s", path)
 
     # -- testing ----------------------------------------------------------------------------------
     def test(self) -> dict:

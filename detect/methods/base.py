@@ -11,7 +11,8 @@ Hooks, in the order the engine calls them:
    then ``train_indices(epoch)`` (None: the whole dataset; DFFC returns its pool);
 5. per batch: ``fit_step(batch, ctx) -> StepOutput`` runs one full update through ``ctx`` (autocast,
    backward, ``ctx.step(optimizer)``), so second-order and multi-stage updates need no engine change;
-6. ``on_epoch_end(epoch, ctx)``; evaluation calls ``predict(images) -> P(fake)`` in eval mode;
+6. ``on_epoch_end(epoch, ctx)``; evaluation calls ``predict(images) -> P(fake)`` in eval mode; after
+   training, ``report_images(train_dataset)`` may return figures the engine saves as PNGs;
 7. ``extra_state()`` / ``load_extra_state(state)``: non-parameter state for checkpoints (tensors,
    numbers, lists, dicts only: checkpoints load with ``weights_only=True``).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -72,6 +74,11 @@ class Method(nn.Module):
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """P(fake) per image, shape [B]."""
         raise NotImplementedError
+
+    def report_images(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """Images the method reports at the end of training (HxWx3 uint8 RGB by name; LTW's weight grid).
+        The engine writes them to ``<run dir>/figures/<name>.png``; no I/O here."""
+        return {}
 
     def extra_state(self) -> dict:
         return {}

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import cv2
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from detect.data.images import read_rgb
 from detect.data.transforms import Pipeline
 from detect.data.views import MetaPairDataset
 from detect.engine.context import StepContext
@@ -35,6 +38,14 @@ from detect.methods.ltw.losses import sample_losses
 from detect.methods.ltw.meta_split import meta_split
 from detect.methods.ltw.weight_net import WeightNetwork
 from detect.models.backbone import build_backbone
+
+
+def _caption(image: np.ndarray, text: str, size: int = 128) -> np.ndarray:
+    """A ``size``×``size`` tile of ``image`` with ``text`` written along its bottom."""
+    tile = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    cv2.rectangle(tile, (0, size - 18), (size, size), (0, 0, 0), -1)
+    cv2.putText(tile, text, (3, size - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
 
 
 class Detector(nn.Module):
@@ -184,6 +195,29 @@ class LTW(Method):
         if self.weight_grad:
             ctx.step(self.weight_optimizer)
         return StepOutput(out["train_loss"].detach(), logs, out["per_sample"].detach(), batch["index"])
+
+    def report_images(self, dataset, n: int = 8) -> dict[str, np.ndarray]:
+        """The paper's Fig. 4: training faces with their predicted weights, fakes (left) and reals (right),
+        each column sorted by weight; ``n`` of each, picked evenly over the training table."""
+        table = dataset.table
+        tiles = []
+        for label in (1, 0):
+            rows = np.flatnonzero(table["label"].to_numpy() == label)
+            if len(rows) == 0:
+                continue
+            rows = rows[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)]
+            raw = [read_rgb(table.at[int(r), "path"]) for r in rows]
+            x = torch.stack([dataset.pipeline(img, augment=False) for img in raw])
+            device = next(self.parameters()).device
+            weight = self.predict_weights(x.to(device)).cpu().numpy()
+            order = np.argsort(-weight)
+            tiles.append(
+                [_caption(raw[i], f"{'fake' if label else 'real'} w={weight[i]:.3f}") for i in order]
+            )
+        height = max(len(col) for col in tiles)
+        blank = np.zeros_like(tiles[0][0])
+        columns = [np.concatenate(col + [blank] * (height - len(col)), axis=0) for col in tiles]
+        return {"ltw_weights": np.concatenate(columns, axis=1)}
 
     # -- inference ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,115 @@
+"""LTW's cost: one LTW step (virtual step, meta forward, second-order backward, two optimisers) against one
+baseline step on the same batch and backbone, plus the peak memory of each (LTW issue: goal ≤ 3.5×).
+
+Each contender runs in its own (spawned) process, so peak memory is its own:
+``torch.cuda.max_memory_allocated`` on a GPU, the growth of the process's peak resident memory after set-up
+on the CPU. One JSON line.
+
+    python scripts/bench_ltw.py                        # tiny backbone at 64 px, batch 16, on the CPU
+    python scripts/bench_ltw.py --backbone effb0 --size 224 --batch 25 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def _configs(backbone: str, size: int) -> tuple[dict, dict, dict]:
+    """LTW's and its Alltrain baseline's method configs, and the shared backbone config."""
+    from detect.bench import compose_config
+
+    conf = Path.cwd() / "conf"
+    ltw = compose_config(conf, ["method=ltw", f"backbone={backbone}", f"backbone.input_size={size}"])
+    base = compose_config(conf, ["method=ltw_alltrain", f"backbone={backbone}"])
+    return ltw.method, base.method, ltw.backbone
+
+
+def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:
+    from omegaconf import OmegaConf
+
+    from detect.engine.context import StepContext
+    from detect.engine.runtime import setup_runtime
+    from detect.engine.trainer import build_method
+
+    torch.set_num_threads(1)
+    ltw_cfg, base_cfg, bb = _configs(backbone, size)
+    rt = setup_runtime(
+        OmegaConf.create(
+            {
+                "device": device,
+                "precision": "fp32",
+                "channels_last": False,
+                "num_workers": 0,
+                "pin_memory": "auto",
+                "threads": 1,
+                "distributed": "none",
+                "backend": "auto",
+                "sync_bn": False,
+                "deterministic": False,
+            }
+        )
+    )
+    torch.manual_seed(0)
+    method = build_method(ltw_cfg if kind == "ltw" else base_cfg, bb).to(rt.device)
+    method.configure_optimizers(1, steps)
+    ctx = StepContext(rt)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=g).to(rt.device)
+    y = (torch.arange(batch) % 2).float().to(rt.device)
+    b = {"image": x, "label": y, "index": torch.arange(batch), "meta_image": x.flip(0), "meta_label": 1 - y}
+    method.train()
+    method.fit_step(b, ctx)  # warm-up
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        method.fit_step(b, ctx)
+        ctx.end_iteration()
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    if rt.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    queue.put({"kind": kind, "step_ms": 1000 * statistics.median(times), "peak_mib": peak})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="tiny")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    ctx = mp.get_context("spawn")
+    out = {"backbone": args.backbone, "size": args.size, "batch": args.batch, "device": args.device}
+    for kind in ("baseline", "ltw"):
+        queue = ctx.Queue()
+        proc = ctx.Process(
+            target=_measure, args=(kind, args.backbone, args.size, args.batch, args.steps, args.device, queue)
+        )
+        proc.start()
+        res = queue.get()
+        proc.join()
+        out[f"{kind}_step_ms"] = round(res["step_ms"], 2)
+        out[f"{kind}_peak_mib"] = round(res["peak_mib"], 1)
+    out["ltw_step_ratio"] = round(out["ltw_step_ms"] / out["baseline_step_ms"], 2)
+    out["goal_ratio"] = 3.5
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
