@@ -240,3 +240,13 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 
     grid = cv2.imread(str(tmp_path / "run" / "figures" / "ltw_weights.png"))
     assert grid is not None and grid.shape == (8 * 128, 2 * 128, 3)
+
+
+@pytest.mark.e2e
+def test_basemodel_only_tests(synthetic_cache, tmp_path):
+    from conftest import train_in_process
+
+    overrides = ["method=ltw_basemodel", "protocol=gid_df23", "+scale=smoke", "trainer.limit_eval_batches=2"]
+    trainer = train_in_process(synthetic_cache, tmp_path, overrides)
+    assert trainer.ctx.global_step == 0 and trainer.results["best_epoch"] is None
+    assert trainer.results["status"] == "complete" and "GID-DF23" in trainer.results["metrics"]

@@ -75,3 +75,13 @@ def test_aggregates_average_the_named_test_sets(tmp_path: Path):
     out = with_aggregates(run, {"AVG": ["A", "B"], "MISSING": ["A", "C"]})
     assert out.results["metrics"]["AVG"]["frame_auc"] == pytest.approx(0.7)
     assert "MISSING" not in out.results["metrics"]
+
+
+def test_basemodel_never_trains_and_no_meta_is_two_phases():
+    base = compose(["method=ltw_basemodel", "+scale=smoke"])
+    assert base.trainer.max_steps == 0  # the scale's epochs do not make it train
+    no_meta = compose(["method=ltw_no_meta", "+scale=smoke"])
+    first, second = no_meta.phases
+    assert first.name == "ltw" and not first.set
+    assert second.set["init_from"] == "phase:ltw"
+    assert second.set["method.meta_weight"] == 0.0 and second.set["method.weight_grad"] is False

@@ -33,6 +33,7 @@ SHORT_RUN = [
     "augment.train=[{_target_: albumentations.HorizontalFlip, p: 0.5}]",
     "+data.generator.n_source_videos=120",
     "+data.generator.standins=[]",
+    "+data.generator.methods=[DF,F2F,FS,NT]",  # the FF++ config trains on these four
     "trainer.batch_size=8",
     "trainer.epochs=16",
     "runtime.num_workers=0",
