@@ -170,27 +170,41 @@ class LTW(Method):
         return out
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        """One LTW update. Second order, β > 0: a single backward pass through the double-backward graph
+        gives θ's ∇θ[T + β·M] and w's ∇w M (T's own dependence on w is cut by using T with detached weights
+        as θ's term, so w's gradient is β·∇w M, divided by β). First order: one pass gives ∂M/∂θ' and
+        ∂M/∂w; θ adds the plain ∇θT."""
         with ctx.autocast():
             out = self.meta_losses(batch)
         theta = list(self.detector.parameters())
+        w = list(self.weights.parameters()) if self.weight_grad else []
         logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
+        # T with the weights as constants: the same value and θ-gradient (f_i is detached at p's input)
+        train_theta = (out["weight"].detach() * out["per_sample"]).mean()
         if "meta_loss" not in out:
-            ctx.backward(out["train_loss"], inputs=theta)
+            ctx.backward(train_theta, inputs=theta)
         else:
             meta = out["meta_loss"]
             logs["meta_loss"] = meta.detach()
-            if self.weight_grad:  # w by ∇w M only (Eq. 6)
-                ctx.backward(meta, inputs=list(self.weights.parameters()), retain_graph=True)
             if self.first_order:
-                ctx.backward(out["train_loss"], inputs=theta, retain_graph=True)
                 virtual = [out["virtual"][n] for n, _ in self.detector.named_parameters()]
                 scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else 1.0
-                g_prime = torch.autograd.grad(meta * scale, virtual, allow_unused=True)
-                for p, g in zip(theta, g_prime, strict=True):
+                grads = torch.autograd.grad(meta * scale, virtual + w, allow_unused=True, retain_graph=True)
+                ctx.backward(train_theta, inputs=theta)
+                for p, g in zip(theta, grads[: len(theta)], strict=True):
                     if g is not None:
                         p.grad = self.beta * g if p.grad is None else p.grad.add_(self.beta * g)
-            else:
-                ctx.backward(out["train_loss"] + self.beta * meta, inputs=theta)
+                for p, g in zip(w, grads[len(theta) :], strict=True):
+                    p.grad = g
+            elif self.beta > 0:
+                ctx.backward(train_theta + self.beta * meta, inputs=theta + w)
+                for p in w:
+                    if p.grad is not None:
+                        p.grad.div_(self.beta)
+            else:  # β = 0 with a learning weight network: θ by ∇θT, w by ∇w M
+                if w:
+                    ctx.backward(meta, inputs=w, retain_graph=True)
+                ctx.backward(train_theta, inputs=theta)
         ctx.step(self.optimizer)
         if self.weight_grad:
             ctx.step(self.weight_optimizer)
