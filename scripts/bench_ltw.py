@@ -1,4 +1,5 @@
-"""LTW's cost: one LTW step (virtual step, meta forward, second-order backward, two optimisers) against one
+"""LTW's cost: one LTW step (virtual step, meta forward, second-order backward, two optimisers) and one
+first-order LTW step (no second derivatives: w's meta gradient from one forward-mode pass) against one
 baseline step on the same batch and backbone, plus the peak memory of each (LTW issue: goal ≤ 3.5×).
 
 Each contender runs in its own (spawned) process, so peak memory is its own:
@@ -21,15 +22,16 @@ from pathlib import Path
 
 import torch
 
+METHODS = {"baseline": "ltw_alltrain", "ltw": "ltw", "ltw_first_order": "ltw_first_order"}
 
-def _configs(backbone: str, size: int) -> tuple[dict, dict, dict]:
-    """LTW's and its Alltrain baseline's method configs, and the shared backbone config."""
+
+def _configs(kind: str, backbone: str, size: int) -> tuple[dict, dict]:
+    """The method config of ``kind`` (see ``METHODS``) and the shared backbone config."""
     from detect.bench import compose_config
 
-    conf = Path.cwd() / "conf"
-    ltw = compose_config(conf, ["method=ltw", f"backbone={backbone}", f"backbone.input_size={size}"])
-    base = compose_config(conf, ["method=ltw_alltrain", f"backbone={backbone}"])
-    return ltw.method, base.method, ltw.backbone
+    overrides = [f"method={METHODS[kind]}", f"backbone={backbone}", f"backbone.input_size={size}"]
+    cfg = compose_config(Path.cwd() / "conf", overrides)
+    return cfg.method, cfg.backbone
 
 
 def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:
@@ -40,7 +42,7 @@ def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device
     from detect.engine.trainer import build_method
 
     torch.set_num_threads(1)
-    ltw_cfg, base_cfg, bb = _configs(backbone, size)
+    method_cfg, bb = _configs(kind, backbone, size)
     rt = setup_runtime(
         OmegaConf.create(
             {
@@ -58,7 +60,7 @@ def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device
         )
     )
     torch.manual_seed(0)
-    method = build_method(ltw_cfg if kind == "ltw" else base_cfg, bb).to(rt.device)
+    method = build_method(method_cfg, bb).to(rt.device)
     method.configure_optimizers(1, steps)
     ctx = StepContext(rt)
     g = torch.Generator().manual_seed(0)
@@ -96,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     out = {"backbone": args.backbone, "size": args.size, "batch": args.batch, "device": args.device}
-    for kind in ("baseline", "ltw"):
+    for kind in METHODS:
         queue = ctx.Queue()
         proc = ctx.Process(
             target=_measure, args=(kind, args.backbone, args.size, args.batch, args.steps, args.device, queue)
@@ -107,6 +109,7 @@ def main() -> None:
         out[f"{kind}_step_ms"] = round(res["step_ms"], 2)
         out[f"{kind}_peak_mib"] = round(res["peak_mib"], 1)
     out["ltw_step_ratio"] = round(out["ltw_step_ms"] / out["baseline_step_ms"], 2)
+    out["ltw_first_order_step_ratio"] = round(out["ltw_first_order_step_ms"] / out["baseline_step_ms"], 2)
     out["goal_ratio"] = 3.5
     print(json.dumps(out))
 

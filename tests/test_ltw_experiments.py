@@ -85,3 +85,41 @@ def test_basemodel_never_trains_and_no_meta_is_two_phases():
     assert first.name == "ltw" and not first.set
     assert second.set["init_from"] == "phase:ltw"
     assert second.set["method.meta_weight"] == 0.0 and second.set["method.weight_grad"] is False
+
+
+@pytest.mark.e2e
+def test_table2_smoke_sweep_renders(synthetic_cache, tmp_path: Path):
+    """A reduced smoke-scale sweep of experiment=ltw/table2 (two rows × two benchmarks) through train.py -m,
+    rendered by make_tables.py with the runs' own table_spec beside the paper's numbers."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DETECT_CACHE_DIR": str(synthetic_cache), "DETECT_OUTPUT_DIR": str(tmp_path)}
+    overrides = [
+        "experiment=ltw/table2",
+        "method=mldg,ltw",  # the command line narrows the experiment's sweep
+        "protocol=gid_df23,gid_f2f23",
+        "run_name=t2",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_eval_batches=1",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", *overrides], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = subprocess.run(
+        [sys.executable, "scripts/make_tables.py", str(tmp_path / "multirun" / "t2")],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    out = table.stdout
+    assert "| ltw |" in out and "| mldg |" in out and "GID-F2F23 frame_logloss" in out
+    assert "| ltw | Ours |" in out and "| mldg | MLDG |" in out  # the paper's rows beside ours

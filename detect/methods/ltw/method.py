@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 
@@ -169,42 +170,74 @@ class LTW(Method):
         out["virtual"] = virtual
         return out
 
+    def first_order_terms(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
+        """The first-order step's pieces without second derivatives: g = ∇θT, θ' = θ − αg (constant),
+        v = ∂M/∂θ' and w's exact meta gradient through θ'(w): ∂M/∂w = −(α/K) Σ_i (v·∇θL_i) ∂p_i/∂w, with
+        v·∇θL_i from one forward-mode pass (a JVP of the per-sample losses along v, on copies of the
+        buffers). Returns ``theta_grad`` (∇θT + β·v per parameter) and ``weight_objective`` (its gradient
+        in w is ∂M/∂w)."""
+        params = dict(self.detector.named_parameters())
+        names = [n for n, p in params.items() if p.requires_grad]
+        logits, fmap = self.detector(batch["image"])
+        per_sample = sample_losses(logits, batch["label"], self.icc_weight)
+        weight = self.sample_weights(fmap)
+        train_loss = (weight * per_sample).mean()
+        g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
+        virtual = {
+            n: (params[n] - self.alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
+        }
+        buffers = {n: b.clone() for n, b in self.detector.named_buffers()}
+        meta_logits, _ = functional_call(
+            self.detector, {**params, **virtual, **buffers}, (batch["meta_image"],)
+        )
+        meta = sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        v = torch.autograd.grad(meta, [virtual[n] for n in names])
+        out = {"train_loss": train_loss, "per_sample": per_sample, "weight": weight, "meta_loss": meta}
+        out["theta_grad"] = {n: gi + self.beta * vi for n, gi, vi in zip(names, g, v, strict=True)}
+        if self.weight_grad:
+            with fwAD.dual_level():
+                dual = {n: fwAD.make_dual(params[n].detach(), vi) for n, vi in zip(names, v, strict=True)}
+                copies = {n: b.clone() for n, b in self.detector.named_buffers()}
+                dual_logits, _ = functional_call(self.detector, {**dual, **copies}, (batch["image"],))
+                slope = fwAD.unpack_dual(sample_losses(dual_logits, batch["label"], self.icc_weight)).tangent
+            out["weight_objective"] = -(self.alpha / len(slope)) * (slope.detach() * weight).sum()
+        return out
+
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         """One LTW update. Second order, β > 0: a single backward pass through the double-backward graph
         gives θ's ∇θ[T + β·M] and w's ∇w M (T's own dependence on w is cut by using T with detached weights
-        as θ's term, so w's gradient is β·∇w M, divided by β). First order: one pass gives ∂M/∂θ' and
-        ∂M/∂w; θ adds the plain ∇θT."""
-        with ctx.autocast():
-            out = self.meta_losses(batch)
+        as θ's term, so w's gradient is β·∇w M, divided by β). First order: no second derivatives at all
+        (``first_order_terms``)."""
         theta = list(self.detector.parameters())
         w = list(self.weights.parameters()) if self.weight_grad else []
-        logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
-        # T with the weights as constants: the same value and θ-gradient (f_i is detached at p's input)
-        train_theta = (out["weight"].detach() * out["per_sample"]).mean()
-        if "meta_loss" not in out:
-            ctx.backward(train_theta, inputs=theta)
+        if self.first_order and (self.beta > 0 or self.weight_grad):
+            with ctx.autocast():
+                out = self.first_order_terms(batch)
+            scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else 1.0
+            for name, p in self.detector.named_parameters():
+                if name in out["theta_grad"]:
+                    p.grad = out["theta_grad"][name].detach() * scale
+            if w:
+                ctx.backward(out["weight_objective"], inputs=w)
         else:
-            meta = out["meta_loss"]
-            logs["meta_loss"] = meta.detach()
-            if self.first_order:
-                virtual = [out["virtual"][n] for n, _ in self.detector.named_parameters()]
-                scale = ctx.scaler.get_scale() if ctx.scaler.is_enabled() else 1.0
-                grads = torch.autograd.grad(meta * scale, virtual + w, allow_unused=True, retain_graph=True)
+            with ctx.autocast():
+                out = self.meta_losses(batch)
+            # T with the weights as constants: the same value and θ-gradient (f_i is detached at p's input)
+            train_theta = (out["weight"].detach() * out["per_sample"]).mean()
+            if "meta_loss" not in out:
                 ctx.backward(train_theta, inputs=theta)
-                for p, g in zip(theta, grads[: len(theta)], strict=True):
-                    if g is not None:
-                        p.grad = self.beta * g if p.grad is None else p.grad.add_(self.beta * g)
-                for p, g in zip(w, grads[len(theta) :], strict=True):
-                    p.grad = g
             elif self.beta > 0:
-                ctx.backward(train_theta + self.beta * meta, inputs=theta + w)
+                ctx.backward(train_theta + self.beta * out["meta_loss"], inputs=theta + w)
                 for p in w:
                     if p.grad is not None:
                         p.grad.div_(self.beta)
             else:  # β = 0 with a learning weight network: θ by ∇θT, w by ∇w M
                 if w:
-                    ctx.backward(meta, inputs=w, retain_graph=True)
+                    ctx.backward(out["meta_loss"], inputs=w, retain_graph=True)
                 ctx.backward(train_theta, inputs=theta)
+        logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
+        if "meta_loss" in out:
+            logs["meta_loss"] = out["meta_loss"].detach()
         ctx.step(self.optimizer)
         if self.weight_grad:
             ctx.step(self.weight_optimizer)
