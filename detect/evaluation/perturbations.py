@@ -342,3 +342,198 @@ def _prodet_shift(max_shift: int = 50, shift: list[int] | None = None, seed: int
             raise ValueError(f"prodet_shift.shift must be an integer pair [dx, dy], got {shift!r}")
         fixed = (int(pair[0]), int(pair[1]))
     return ProdetShift(int(max_shift), _check_seed(seed, "prodet_shift.seed"), fixed)
+
+
+# --------------------------------------------------------------------------------------------------
+# DPL (ECCV 2024), Sec. 4 "Robustness Analysis" / Fig. 7: saturation, contrast, block-wise, noise, "five
+# severity levels" each. The paper gives no parameters; these are the DeeperForensics-1.0 distortions
+# (Jiang et al., CVPR 2020; released code EndlessSora/DeeperForensics-1.0, perturbation/distortions.py and
+# add_distortion_to_video.py, ``get_distortion_parameter``), whose per-level parameters are
+#   CS (colour saturation)  [0.4, 0.3, 0.2, 0.1, 0.0]   smaller = worse
+#   CC (colour contrast)    [0.85, 0.725, 0.6, 0.475, 0.35]   smaller = worse
+#   BW (block-wise)         [16, 32, 48, 64, 80]   larger = worse
+#   GNC (Gaussian noise in colour components)   [0.001, 0.002, 0.005, 0.01, 0.05]   larger = worse
+# See /work/shared/REFERENCE.md, section "DPL" (Robustness). Deviations from the released code, each at
+# most one grey level except where said: results are rounded to the nearest integer (the code truncates
+# with ``astype(np.uint8)``), random draws come from ``(seed, sample_key)`` (the code uses the global
+# ``random`` / ``np.random`` state), and the block-wise count and positions are as documented in
+# :class:`DplBlockwise`.
+# --------------------------------------------------------------------------------------------------
+
+DPL_SATURATION_FACTORS = (0.4, 0.3, 0.2, 0.1, 0.0)
+DPL_CONTRAST_FACTORS = (0.85, 0.725, 0.6, 0.475, 0.35)
+DPL_BLOCK_COUNTS = (16, 32, 48, 64, 80)
+DPL_NOISE_VARIANCES = (0.001, 0.002, 0.005, 0.01, 0.05)
+DPL_BLOCK_SIZE = 8
+DPL_BLOCK_VALUE = 128
+
+# BT.601 (the matrix OpenCV's YCrCb conversion uses): Y = KR*R + KG*G + KB*B, Cb = (B - Y)/CB_DIV,
+# Cr = (R - Y)/CR_DIV; exact inverse G = Y - G_CB*Cb - G_CR*Cr.
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+_CR_DIV, _CB_DIV = 2 * (1 - _KR), 2 * (1 - _KB)  # 1.402, 1.772
+_G_CB, _G_CR = _KB * _CB_DIV / _KG, _KR * _CR_DIV / _KG  # 0.344136, 0.714136
+
+
+def _check_level(level: int, what: str) -> int:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 1 <= level <= 5:
+        raise ValueError(f"{what} must be an integer severity level in 1..5, got {level!r}")
+    return int(level)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (float64, HxW) of an HWC RGB image."""
+    img = image.astype(np.float64)
+    return _KR * img[..., 0] + _KG * img[..., 1] + _KB * img[..., 2]
+
+
+@dataclass(frozen=True)
+class DplSaturation:
+    """Colour saturation change (DeeperForensics "CS"): YCbCr chroma scaled by ``factor``.
+
+    The released code converts BGR to YCbCr, sets ``C <- 0.5 + (C - 0.5) * factor`` for Cb and Cr (on its
+    [0, 1] studio-range scale) and converts back; luma is unchanged. With an exact inverse that is, per
+    pixel and channel, ``out = Y + factor * (in - Y)`` with ``Y`` the BT.601 luma, which is what this
+    computes (then rounded to the nearest integer and clipped). ``factor = 0`` gives grey ``R = G = B = Y``.
+    The released code's round trip adds a chroma offset below 0.003 grey levels and truncates instead of
+    rounding. Levels 1..5 use factors ``DPL_SATURATION_FACTORS = (0.4, 0.3, 0.2, 0.1, 0.0)``.
+    """
+
+    factor: float
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        y = luma(image)[..., None]
+        return _to_uint8(y + self.factor * (image.astype(np.float64) - y))
+
+
+@register_perturbation("dpl_saturation")
+def _dpl_saturation(level: int, seed: int = 0) -> Perturbation:
+    """See :class:`DplSaturation`; ``level`` 1..5 picks the factor. ``seed`` is accepted and unused (no
+    randomness), so every ``dpl_*`` config takes the same keys."""
+    lv = _check_level(level, "dpl_saturation.level")
+    _check_seed(seed, "dpl_saturation.seed")
+    return DplSaturation(DPL_SATURATION_FACTORS[lv - 1])
+
+
+@dataclass(frozen=True)
+class DplContrast:
+    """Colour contrast change (DeeperForensics "CC"): pixel values scaled by ``factor``.
+
+    ``center="zero"`` (default) is the released code: ``out = in * factor`` on every channel (values are
+    scaled towards 0, i.e. contrast and brightness both drop), rounded to the nearest integer (the code
+    truncates). ``center="mean"`` is the textbook reading: ``out = m + factor * (in - m)`` with ``m`` the
+    mean of the whole image over all pixels and channels (brightness kept), rounded and clipped. Levels
+    1..5 use factors ``DPL_CONTRAST_FACTORS = (0.85, 0.725, 0.6, 0.475, 0.35)``.
+    """
+
+    factor: float
+    center: str = "zero"
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        img = image.astype(np.float64)
+        m = img.mean() if self.center == "mean" else 0.0
+        return _to_uint8(m + self.factor * (img - m))
+
+
+@register_perturbation("dpl_contrast")
+def _dpl_contrast(level: int, seed: int = 0, center: str = "zero") -> Perturbation:
+    """See :class:`DplContrast`; ``level`` 1..5 picks the factor; ``seed`` is accepted and unused."""
+    lv = _check_level(level, "dpl_contrast.level")
+    _check_seed(seed, "dpl_contrast.seed")
+    if center not in ("zero", "mean"):
+        raise ValueError(f"dpl_contrast.center must be 'zero' or 'mean', got {center!r}")
+    return DplContrast(DPL_CONTRAST_FACTORS[lv - 1], center)
+
+
+@dataclass(frozen=True)
+class DplBlockwise:
+    """Local block-wise distortion (DeeperForensics "BW"): ``count`` grey 8x8 blocks at random positions.
+
+    Every block is set to 128 in all channels (the released code's ``block``); blocks are drawn
+    independently and may overlap. Number of blocks: ``max(1, min(H, W) // 256) * count``. The released
+    code uses ``min(H, W) // 256 * count``, written for video frames (1080p: 4x), which gives no block at
+    all on crops under 256 px; the ``max(1, .)`` keeps the level's count there and equals the code from
+    256 px up. Positions: top-left corner ``(row, col)`` drawn uniformly from ``[0, H - 8] x [0, W - 8]``
+    (every place a whole block fits; the code's ``randint(0, W - 1 - 8)`` never reaches the last row and
+    column), column then row for each block in turn, from ``(seed, sample_key)``. Levels 1..5 use counts
+    ``DPL_BLOCK_COUNTS = (16, 32, 48, 64, 80)``. Images under 8 px on a side are rejected.
+    """
+
+    count: int
+    seed: int = 0
+
+    def n_blocks(self, height: int, width: int) -> int:
+        """How many blocks an ``height x width`` image gets."""
+        return max(1, min(height, width) // 256) * self.count
+
+    def blocks(self, sample_key: int, height: int, width: int) -> list[tuple[int, int]]:
+        """Top-left corners ``(row, col)`` of the blocks, in the order drawn."""
+        b = DPL_BLOCK_SIZE
+        if height < b or width < b:
+            raise ValueError(f"dpl_blockwise needs images of at least {b}x{b}, got {height}x{width}")
+        rng = sample_rng(self.seed, sample_key)
+        xy = rng.integers(0, [width - b + 1, height - b + 1], size=(self.n_blocks(height, width), 2))
+        return [(int(r), int(c)) for c, r in xy]
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        out = image.copy()
+        b = DPL_BLOCK_SIZE
+        for r, c in self.blocks(sample_key, image.shape[0], image.shape[1]):
+            out[r : r + b, c : c + b] = DPL_BLOCK_VALUE
+        return out
+
+
+@register_perturbation("dpl_blockwise")
+def _dpl_blockwise(level: int, seed: int = 0) -> Perturbation:
+    """See :class:`DplBlockwise`; ``level`` 1..5 picks the block count."""
+    lv = _check_level(level, "dpl_blockwise.level")
+    return DplBlockwise(DPL_BLOCK_COUNTS[lv - 1], _check_seed(seed, "dpl_blockwise.seed"))
+
+
+@dataclass(frozen=True)
+class DplNoise:
+    """White Gaussian noise in colour components (DeeperForensics "GNC").
+
+    The released code adds i.i.d. ``N(0, variance)`` noise to each of Y, Cb, Cr on its studio-range
+    [0, 1] scale (Y: 16..235 and Cb/Cr: 16..240 mapped by ``/255``) and converts back to RGB. In full-range
+    units that is noise of standard deviation ``sqrt(variance) * 255 * 255/219`` on Y and
+    ``sqrt(variance) * 255 * 255/224`` on Cb and Cr (BT.601, ``Cb = (B - Y)/1.772``, ``Cr = (R - Y)/1.402``),
+    which this adds, converting back with the exact inverse (``R = Y + 1.402 Cr``,
+    ``G = Y - 0.344136 Cb - 0.714136 Cr``, ``B = Y + 1.772 Cb``); rounded to the nearest integer and clipped
+    to [0, 255] (the code truncates and uses OpenCV's rounded inverse coefficients). Noise is drawn from
+    ``(seed, sample_key)``, shape ``(H, W, 3)`` in the order (Y, Cb, Cr). Levels 1..5 use variances
+    ``DPL_NOISE_VARIANCES = (0.001, 0.002, 0.005, 0.01, 0.05)``.
+    """
+
+    variance: float
+    seed: int = 0
+
+    @property
+    def luma_std(self) -> float:
+        """Standard deviation of the noise on full-range Y (0-255 scale)."""
+        return float(np.sqrt(self.variance) * 255 * 255 / 219)
+
+    @property
+    def chroma_std(self) -> float:
+        """Standard deviation of the noise on full-range Cb and Cr (0-255 scale)."""
+        return float(np.sqrt(self.variance) * 255 * 255 / 224)
+
+    def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
+        _check_image(image)
+        n = sample_rng(self.seed, sample_key).standard_normal(image.shape)
+        ny, ncb, ncr = n[..., 0] * self.luma_std, n[..., 1] * self.chroma_std, n[..., 2] * self.chroma_std
+        delta = np.stack([ny + _CR_DIV * ncr, ny - _G_CB * ncb - _G_CR * ncr, ny + _CB_DIV * ncb], axis=-1)
+        return _to_uint8(image.astype(np.float64) + delta)
+
+
+@register_perturbation("dpl_noise")
+def _dpl_noise(level: int, seed: int = 0) -> Perturbation:
+    """See :class:`DplNoise`; ``level`` 1..5 picks the variance."""
+    lv = _check_level(level, "dpl_noise.level")
+    return DplNoise(DPL_NOISE_VARIANCES[lv - 1], _check_seed(seed, "dpl_noise.seed"))
