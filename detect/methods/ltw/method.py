@@ -122,7 +122,6 @@ class LTW(Method):
 
     def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> MetaPairDataset:
         dataset = MetaPairDataset(table, pipeline, train=True, seed=self.seed)
-        self.domains = sorted(dataset.by_domain)
         self.on_epoch_start(0, dataset, None)
         return dataset
 
