@@ -25,42 +25,31 @@ import torch
 METHODS = {"baseline": "ltw_alltrain", "ltw": "ltw", "ltw_first_order": "ltw_first_order"}
 
 
-def _configs(kind: str, backbone: str, size: int) -> tuple[dict, dict]:
-    """The method config of ``kind`` (see ``METHODS``) and the shared backbone config."""
+def _config(kind: str, backbone: str, size: int, device: str):
+    """The training config of ``kind`` (see ``METHODS``) on ``backbone`` at ``size``: one thread, no DDP."""
     from detect.bench import compose_config
 
-    overrides = [f"method={METHODS[kind]}", f"backbone={backbone}", f"backbone.input_size={size}"]
-    cfg = compose_config(Path.cwd() / "conf", overrides)
-    return cfg.method, cfg.backbone
+    overrides = [
+        f"method={METHODS[kind]}",
+        f"backbone={backbone}",
+        f"backbone.input_size={size}",
+        f"runtime.device={device}",
+        "runtime.threads=1",
+        "runtime.distributed=none",
+    ]
+    return compose_config(Path.cwd() / "conf", overrides)
 
 
 def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:
-    from omegaconf import OmegaConf
-
     from detect.engine.context import StepContext
     from detect.engine.runtime import setup_runtime
     from detect.engine.trainer import build_method
 
     torch.set_num_threads(1)
-    method_cfg, bb = _configs(kind, backbone, size)
-    rt = setup_runtime(
-        OmegaConf.create(
-            {
-                "device": device,
-                "precision": "fp32",
-                "channels_last": False,
-                "num_workers": 0,
-                "pin_memory": "auto",
-                "threads": 1,
-                "distributed": "none",
-                "backend": "auto",
-                "sync_bn": False,
-                "deterministic": False,
-            }
-        )
-    )
+    cfg = _config(kind, backbone, size, device)
+    rt = setup_runtime(cfg.runtime)
     torch.manual_seed(0)
-    method = build_method(method_cfg, bb).to(rt.device)
+    method = build_method(cfg.method, cfg.backbone).to(rt.device)
     method.configure_optimizers(1, steps)
     ctx = StepContext(rt)
     g = torch.Generator().manual_seed(0)

@@ -145,27 +145,35 @@ class LTW(Method):
         w = self.weights(fmap.detach())
         return w.to(torch.promote_types(w.dtype, torch.float32))
 
-    def meta_losses(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
-        """T, θ' (as a dict of tensors), M(θ') and the per-sample training losses (no optimiser step)."""
-        params = dict(self.detector.named_parameters())
+    def _meta_train(self, batch: Mapping) -> dict[str, torch.Tensor]:
+        """Meta-training (Eq. 1): per-sample losses L_i, weights p(f_i; w) and T = mean(p_i·L_i)."""
         logits, fmap = self.detector(batch["image"])
         per_sample = sample_losses(logits, batch["label"], self.icc_weight)
         weight = self.sample_weights(fmap)
-        train_loss = (weight * per_sample).mean()
-        out: dict = {"train_loss": train_loss, "per_sample": per_sample, "weight": weight}
+        return {"train_loss": (weight * per_sample).mean(), "per_sample": per_sample, "weight": weight}
+
+    def _meta_test(self, params: Mapping[str, torch.Tensor], batch: Mapping) -> torch.Tensor:
+        """Meta-testing (Eq. 3): the unweighted loss of the meta batch under ``params`` (θ' and the rest),
+        on copies of the buffers so the virtual forward leaves the BatchNorm running statistics alone."""
+        buffers = {n: b.clone() for n, b in self.detector.named_buffers()}
+        meta_logits, _ = functional_call(self.detector, {**params, **buffers}, (batch["meta_image"],))
+        return sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+
+    def meta_losses(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
+        """T, θ' (as a dict of tensors), M(θ') and the per-sample training losses (no optimiser step)."""
+        params = dict(self.detector.named_parameters())
+        out: dict = self._meta_train(batch)
         if self.beta == 0 and not self.weight_grad:
             return out
         names = [n for n, p in params.items() if p.requires_grad]
         grads = torch.autograd.grad(
-            train_loss, [params[n] for n in names], create_graph=True, allow_unused=True
+            out["train_loss"], [params[n] for n in names], create_graph=True, allow_unused=True
         )
         virtual = {
             n: params[n] - self.alpha * g if g is not None else params[n]
             for n, g in zip(names, grads, strict=True)
         }
-        buffers = {n: b.clone() for n, b in self.detector.named_buffers()}  # the virtual forward's own stats
-        meta_logits, _ = functional_call(self.detector, {**virtual, **buffers}, (batch["meta_image"],))
-        out["meta_loss"] = sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        out["meta_loss"] = self._meta_test({**params, **virtual}, batch)
         out["virtual"] = virtual
         return out
 
@@ -177,21 +185,15 @@ class LTW(Method):
         in w is ∂M/∂w)."""
         params = dict(self.detector.named_parameters())
         names = [n for n, p in params.items() if p.requires_grad]
-        logits, fmap = self.detector(batch["image"])
-        per_sample = sample_losses(logits, batch["label"], self.icc_weight)
-        weight = self.sample_weights(fmap)
-        train_loss = (weight * per_sample).mean()
+        out: dict = self._meta_train(batch)
+        per_sample, weight = out["per_sample"], out["weight"]
         g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
         virtual = {
             n: (params[n] - self.alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
         }
-        buffers = {n: b.clone() for n, b in self.detector.named_buffers()}
-        meta_logits, _ = functional_call(
-            self.detector, {**params, **virtual, **buffers}, (batch["meta_image"],)
-        )
-        meta = sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        meta = self._meta_test({**params, **virtual}, batch)
         v = torch.autograd.grad(meta, [virtual[n] for n in names])
-        out = {"train_loss": train_loss, "per_sample": per_sample, "weight": weight, "meta_loss": meta}
+        out["meta_loss"] = meta
         out["theta_grad"] = {n: gi + self.beta * vi for n, gi, vi in zip(names, g, v, strict=True)}
         if self.weight_grad:
             with fwAD.dual_level():
