@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from detect.tables.builder import TableSpec, experiment_spec, latest_run_dir, load_runs, make_tables
+from detect.tables.builder import Run, TableSpec, experiment_spec, latest_run_dir, load_runs, make_tables
 
 
 def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -69,12 +69,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_spec(args: argparse.Namespace, dirs: Sequence[str | os.PathLike] = ()) -> TableSpec:
+def build_spec(args: argparse.Namespace, runs: Sequence[Run] = ()) -> TableSpec:
     """``--spec`` file, else the ``table_spec`` the runs' experiment declares; the flags override either."""
-    if args.spec:
-        raw = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
-    else:
-        raw = experiment_spec(load_runs(dirs)[0]) if dirs else None
+    spec_file = Path(args.spec).read_text(encoding="utf-8") if args.spec else None
+    raw = yaml.safe_load(spec_file) if spec_file is not None else experiment_spec(runs)
     raw = dict(raw or {})
     flags = {
         "rows": args.rows,
@@ -101,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     dirs = args.dirs or [latest_run_dir(args.multirun_root)]
     formats = ["md", "latex"] if args.format == "both" else [args.format]
-    texts = make_tables(dirs, build_spec(args, dirs), formats, args.output)
+    loaded = load_runs(dirs)  # read once: for the experiment's table_spec and for the table
+    texts = make_tables(dirs, build_spec(args, loaded[0]), formats, args.output, loaded=loaded)
     if not args.quiet:
         print(f"Runs from: {', '.join(map(str, dirs))}\n")
         print("\n".join(texts.values()))

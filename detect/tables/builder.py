@@ -584,15 +584,17 @@ def make_tables(
     formats: Sequence[str] = ("md",),
     output: str | os.PathLike | None = None,
     paper_root: str | os.PathLike = PAPERS_DIR,
+    loaded: tuple[list[Run], list[Excluded]] | None = None,
 ) -> dict[str, str]:
     """Gather runs under ``dirs``, build and render the table; write ``<output>.md``/``.tex`` atomically.
 
-    Returns ``{format: text}``. Excluded runs are listed in the output and warned about.
+    Returns ``{format: text}``. Excluded runs are listed in the output and warned about. ``loaded``: the
+    ``load_runs(dirs)`` result when the caller has already read the runs.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown formats {unknown}; choose from {sorted(FORMATS)}")
-    runs, excluded = load_runs(dirs)
+    runs, excluded = loaded if loaded is not None else load_runs(dirs)
     for e in excluded:
         warnings.warn(f"excluded {e.path}: {e.reason}", stacklevel=2)
     table = build_table(runs, spec, excluded)
