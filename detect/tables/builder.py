@@ -378,20 +378,37 @@ def _paper_metric(metric: str, paper: PaperTable, metric_map: Mapping[str, str])
     return None
 
 
+def _printed_row(table: ResultTable, paper: PaperTable, prow: str) -> dict[tuple[str, str], str]:
+    """The paper's printed text of row ``prow`` for each of our columns that maps to one of its cells."""
+    spec, out = table.spec, {}
+    for ts, m in table.columns:
+        pcol = spec.column_map.get(ts, ts)
+        pmet = _paper_metric(m, paper, spec.metric_map)
+        if pcol in paper.columns and pmet in paper.metrics:
+            out[(ts, m)] = paper.text(prow, pcol, pmet)
+    return out
+
+
 def paper_cells(table: ResultTable, paper: PaperTable) -> dict[tuple[str, tuple[str, str]], str]:
     """The paper's printed text for each of our cells (absent where no row/column/metric maps)."""
-    spec = table.spec
     out: dict[tuple[str, tuple[str, str]], str] = {}
     for row in table.rows:
-        prow = spec.row_map.get(row, row)
-        if prow not in paper.rows:
-            continue
-        for ts, m in table.columns:
-            pcol = spec.column_map.get(ts, ts)
-            pmet = _paper_metric(m, paper, spec.metric_map)
-            if pcol in paper.columns and pmet in paper.metrics:
-                out[(row, (ts, m))] = paper.text(prow, pcol, pmet)
+        prow = table.spec.row_map.get(row, row)
+        if prow in paper.rows:
+            out.update({(row, col): text for col, text in _printed_row(table, paper, prow).items()})
     return out
+
+
+def paper_only_rows(table: ResultTable, paper: PaperTable) -> list[tuple[str, list[str]]]:
+    """The paper's rows that none of ours maps to (methods this project does not run), in the paper's order,
+    with their printed text in our columns: printed below our rows so the whole paper table is there."""
+    ours = {table.spec.row_map.get(r, r) for r in table.rows}
+    rows = []
+    for prow in paper.row_names:
+        if prow not in ours:
+            printed = _printed_row(table, paper, prow)
+            rows.append((prow, [printed.get(c, "") for c in table.columns]))
+    return rows
 
 
 # ---------------------------------------------------------------- rendering
@@ -499,6 +516,8 @@ def render_markdown(table: ResultTable, paper: PaperTable | None = None) -> str:
         for row in table.rows:
             cells = [printed.get((row, c), "") for c in table.columns]
             lines.append(_md_row([row, _paper_row_label(table, row, paper), *cells]))
+        for prow, cells in paper_only_rows(table, paper):
+            lines.append(_md_row(["—", prow, *cells]))
     extra = [f"- {n}" for n in table.notes] + _excluded_lines(table)
     return "\n".join(lines + ([""] + extra if extra else [])) + "\n"
 
@@ -563,7 +582,7 @@ def render_latex(table: ResultTable, paper: PaperTable | None = None) -> str:
         pbody = [
             [row, _paper_row_label(table, row, paper), *[printed.get((row, c), "") for c in table.columns]]
             for row in table.rows
-        ]
+        ] + [["--", prow, *cells] for prow, cells in paper_only_rows(table, paper)]
         pcap = " ".join(_paper_heading(paper, "synthetic" in table.data_kinds))
         lines += ["", r"\begin{table}[t]", r"\centering", r"\caption{" + latex_escape(pcap) + "}"]
         pcols = _paper_columns(table, paper)
