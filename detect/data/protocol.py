@@ -3,13 +3,17 @@
 A set spec in ``cfg.protocol`` is the dataset config (``cfg.dataset``, or ``cfg.protocol.datasets[key]``
 when the spec names ``dataset: key``) with the spec's own keys overriding it (``manipulations``,
 ``compression`` ...), plus its ``split`` and the protocol's frames per video for that role.
+
+``protocol.test_variants`` (a mapping ``name -> perturbation config``) evaluates every test set once per
+variant, as ``<set>@<name>``; the set's own metrics are then the mean over its variants (DPL's random-JPEG
+protocol: quality 100 and one draw from each of [30, 99], [13, 29], [8, 12], the AUC averaged).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +36,7 @@ class SetSpec:
     frames: int | None
     perturbation: dict | None = None
     mpd_draws: int | None = None  # ProDet's mPD over this many perturbed versions per frame (test sets)
+    group: str | None = None  # a test-variant set: the set whose metrics average its variants
 
     def load(self, check_files: bool = True) -> pd.DataFrame:
         return load_split(self.dataset, self.split, self.frames, check_files=check_files)
@@ -100,6 +105,28 @@ def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "te
             for name, spec in tests.items()
             if spec is not None  # `protocol.test.NAME=null` drops a set
         }
+        variants = cfg.protocol.get("test_variants")
+        if variants:
+            out["test"] = expand_variants(out["test"], variants)
+    return out
+
+
+def expand_variants(tests: Mapping[str, SetSpec], variants: Mapping) -> dict[str, SetSpec]:
+    """Each test set once per variant (``<set>@<variant>``, the variant's perturbation, ``group=<set>``)."""
+    variants = (
+        OmegaConf.to_container(variants, resolve=True) if isinstance(variants, DictConfig) else variants
+    )
+    out = {}
+    for name, spec in tests.items():
+        if spec.perturbation is not None:
+            raise ValueError(
+                f"protocol.test.{name} has its own perturbation {spec.perturbation} and "
+                "protocol.test_variants would replace it: drop one of them"
+            )
+        for vname, pert in variants.items():
+            out[f"{name}@{vname}"] = replace(
+                spec, name=f"{name}@{vname}", perturbation=dict(pert), group=name
+            )
     return out
 
 

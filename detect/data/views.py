@@ -228,8 +228,9 @@ class MultiQualityDataset(Dataset):
     """One image at several qualities: ``{"images": [Q, 3, H, W], "qualities": [Q], ...}``.
 
     ``qualities`` items: ``None`` (as stored), an int JPEG quality, or ``[low, high]`` drawn per sample
-    and epoch from a seeded generator. One augmentation draw is shared by the Q versions; compression
-    comes after augmentation, as the released DPL code applies it.
+    and epoch (``redraw=True``) or once per run (``redraw=False``: the epoch-0 draw every epoch) from a
+    seeded generator. One augmentation draw is shared by the Q versions; compression comes after
+    augmentation, as the released DPL code applies it.
     """
 
     def __init__(
@@ -239,9 +240,10 @@ class MultiQualityDataset(Dataset):
         qualities: Sequence[int | Sequence[int] | None],
         train: bool = True,
         seed: int = 0,
+        redraw: bool = True,
     ) -> None:
         self.table = table.reset_index(drop=True)
-        self.pipeline, self.train, self.seed = pipeline, train, seed
+        self.pipeline, self.train, self.seed, self.redraw = pipeline, train, seed, bool(redraw)
         self.qualities = [None if q is None else (int(q) if np.isscalar(q) else tuple(q)) for q in qualities]
         self.epoch = 0
 
@@ -252,9 +254,13 @@ class MultiQualityDataset(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["label"].to_numpy()
+
     def draw(self, i: int) -> list[int]:
         """The JPEG qualities of sample ``i`` this epoch (100 stands for 'as stored')."""
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, self.epoch if self.redraw else 0, i])
         out = []
         for q in self.qualities:
             out.append(100 if q is None else q if isinstance(q, int) else int(rng.integers(q[0], q[1] + 1)))

@@ -486,6 +486,7 @@ class Trainer:
             else "last epoch",
             "best_val": self.best["value"],
             "metrics": metrics,
+            "method_info": self.method.run_info(),
             "val_history": self.history,
             "timings": self.timings,
             "config": OmegaConf.to_container(cfg, resolve=True),
@@ -554,7 +555,24 @@ def evaluate_sets(
             save_predictions(run_dir, name, preds)
             if logger is not None:
                 logger.log_roc(name, preds["label"].to_numpy(), preds["prob"].to_numpy())
-    return metrics
+    return {**metrics, **variant_means(test_sets, metrics)}
+
+
+def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Per set with test variants (``protocol.test_variants``), the mean of each numeric metric over its
+    variants, plus ``n_variants``."""
+    groups: dict[str, list[str]] = {}
+    for name, spec in test_sets.items():
+        if getattr(spec, "group", None):
+            groups.setdefault(spec.group, []).append(name)
+    out = {}
+    for group, names in groups.items():
+        keys = [k for k, v in metrics[names[0]].items() if isinstance(v, int | float)]
+        out[group] = {
+            k: float(np.mean([metrics[n][k] for n in names if metrics[n].get(k) is not None])) for k in keys
+        }
+        out[group]["n_variants"] = len(names)
+    return out
 
 
 def train_once(

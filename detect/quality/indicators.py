@@ -156,7 +156,7 @@ def clip_iqa_score(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Ten
     """Eq. 1: ``softmax(100 * cos(image_emb, text_emb))[:, 0] * 100``.
 
     ``image_emb`` [N, D], ``text_emb`` [2, D] (row 0 = the positive prompt); neither needs to be
-    normalised. Returns [N] in [0, 100], in float32 or wider.
+    normalised. Returns [N] in [0, 100], in float64.
     """
     if text_emb.ndim != 2 or text_emb.shape[0] != 2:
         raise ValueError(f"text_emb must be [2, D] (positive, negative prompt), got {tuple(text_emb.shape)}")
@@ -164,7 +164,9 @@ def clip_iqa_score(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Ten
     img = F.normalize(image_emb.to(dtype), dim=-1)
     txt = F.normalize(text_emb.to(dtype), dim=-1)
     logits = LOGIT_SCALE * img @ txt.T
-    return logits.softmax(dim=-1)[:, 0] * 100.0
+    # the softmax in float64: a confident pair (a logit gap of ~17 already) rounds to exactly 100 in float32,
+    # and tied scores would collapse the quantile bins
+    return logits.double().softmax(dim=-1)[:, 0] * 100.0
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -134,13 +134,16 @@ class ScoreCache:
         batch_size: int = 64,
         loader: Callable[[str], Any] | None = None,
         flush_every: int = 4096,
+        key_inputs: bool = False,
     ) -> np.ndarray:
         """Scores for ``items``, computing (in batches) and storing only missing or stale ones.
 
         ``items``: keys, or a sample table plus ``scorer_name`` (and ``level``, else each row's
         ``compression``, and ``version``). ``scorer`` receives a list of absolute paths, or of
         ``loader(path)`` results when a loader is given (e.g. read + JPEG for a ``jpeg75`` level), and
-        returns one score per element. Results are saved every ``flush_every`` samples and at the end.
+        returns one score per element; ``key_inputs=True`` hands it the :class:`ScoreKey` objects instead
+        (a scorer that needs the level, e.g. DPL's JPEG versions). Results are saved every ``flush_every``
+        samples and at the end.
         """
         keys = self._keys(items, scorer_name, level, version)
         scores, found = self.lookup(keys)
@@ -149,7 +152,10 @@ class ScoreCache:
         pending: list[tuple[ScoreKey, float]] = []
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            inputs = [k.path if loader is None else loader(k.path) for k in batch]
+            if key_inputs:
+                inputs = list(batch)
+            else:
+                inputs = [k.path if loader is None else loader(k.path) for k in batch]
             out = np.asarray(scorer(inputs), dtype=np.float64).reshape(-1)
             if len(out) != len(batch):
                 raise ValueError(f"scorer returned {len(out)} scores for a batch of {len(batch)} inputs")

@@ -1,0 +1,5 @@
+"""DPL (Zhang et al., ACCV 2024): dual progressive learning for cross-quality deepfake detection."""
+
+from detect.methods.dpl.method import DPL
+
+__all__ = ["DPL"]
