@@ -25,10 +25,11 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # engine vs bare PyTorch loop; SBI/CBI/tuple rates per core; one LTW step vs one baseline step
+bench:  # engine vs bare PyTorch loop; SBI/CBI/tuple rates per core; LTW and DPL steps vs baseline steps
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
 	$(PY) scripts/bench_ltw.py
+	$(PY) scripts/bench_dpl.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
