@@ -282,3 +282,28 @@ class MultiQualityDataset(Dataset):
             "label": torch.tensor(self.table.at[i, "label"], dtype=torch.float32),
             "index": i,
         }
+
+
+class PoolDataset(Dataset):
+    """A curriculum's training view (DFFC): indices 0..N−1 are the detector's own single-frame view,
+    N..2N−1 the same samples through ``easy`` (the light augmentation DA of DFFC's easy pool). Items carry
+    ``index`` = the sample (i mod N) and ``curriculum_easy`` = whether they came through ``easy``."""
+
+    def __init__(self, plain: FrameDataset, easy: FrameDataset) -> None:
+        if len(plain) != len(easy):
+            raise ValueError(f"the plain and easy views differ in length ({len(plain)} vs {len(easy)})")
+        self.plain, self.easy = plain, easy
+        self.table = plain.table
+        self.n = len(plain)
+
+    def __len__(self) -> int:
+        return 2 * self.n
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([self.plain.labels, self.plain.labels])
+
+    def __getitem__(self, j: int) -> dict:
+        item = dict(self.plain[j] if j < self.n else self.easy[j - self.n])
+        item["curriculum_easy"] = torch.tensor(j >= self.n)
+        return item

@@ -24,7 +24,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     try:
         state = load_checkpoint(cfg.ckpt, "cpu")
         trained = OmegaConf.create(state["config"])
-        method = build_method(trained.method, trained.backbone)
+        method = build_method(trained.method, trained.backbone, trained.get("curriculum"))
         method.load_state_dict(state["method"], strict=True)
         method.to(runtime.device).eval()
         seed_everything(cfg.seed)

@@ -65,8 +65,10 @@ def check_pretrained(cfg: DictConfig) -> None:
         )
 
 
-def build_method(method_cfg: Mapping, backbone_cfg: Mapping) -> Method:
-    """Instantiate ``cfg.method`` (its ``_target_``) with the backbone config; plain containers inside."""
+def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Mapping | None = None) -> Method:
+    """Instantiate ``cfg.method`` (its ``_target_``) with the backbone config; plain containers inside.
+    With ``cfg.curriculum`` (DFFC, DIH, BabyStep, vanilla: ``conf/curriculum/``) the detector is wrapped in
+    :class:`detect.methods.curriculum.Curriculum`."""
     method_cfg = (
         OmegaConf.to_container(method_cfg, resolve=True)
         if isinstance(method_cfg, DictConfig)
@@ -80,6 +82,15 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping) -> Method:
     method = instantiate(method_cfg, backbone=backbone_cfg, _recursive_=False, _convert_="all")
     if not isinstance(method, Method):
         raise TypeError(f"method._target_ must build a detect.methods.base.Method, got {type(method)}")
+    if curriculum_cfg:
+        from detect.methods.curriculum import Curriculum
+
+        cur = (
+            OmegaConf.to_container(curriculum_cfg, resolve=True)
+            if isinstance(curriculum_cfg, DictConfig)
+            else dict(curriculum_cfg)
+        )
+        method = Curriculum(method, **cur)
     return method
 
 
@@ -211,7 +222,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.train_pipeline = build_pipeline(cfg.input, cfg.augment.train)
         self.eval_pipeline = build_pipeline(cfg.input, None)
-        method = build_method(cfg.method, cfg.backbone).to(rt.device)
+        method = build_method(cfg.method, cfg.backbone, cfg.get("curriculum")).to(rt.device)
         if rt.channels_last:
             method = method.to(memory_format=torch.channels_last)
         if rt.distributed and cfg.runtime.sync_bn:
@@ -476,6 +487,7 @@ class Trainer:
             "seed": int(cfg.seed),
             "data": str(cfg.data.kind),
             "method": str(cfg.method.get("name", self.choices.get("method", "?"))),
+            "curriculum": (cfg.get("curriculum") or {}).get("name"),
             "backbone": str(cfg.backbone.get("name", self.choices.get("backbone", "?"))),
             "experiment": self.choices.get("experiment"),
             "phase": self.choices.get("phase"),

@@ -1,0 +1,1 @@
+"""Training curricula that plug into any single-frame detector (DFFC, DIH, BabyStep)."""
