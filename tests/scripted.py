@@ -40,12 +40,15 @@ class LinearProbe(Method):
         return [OptimizerSpec("model", self.optimizer, sched, interval)]
 
     def fit_step(self, batch, ctx) -> StepOutput:
-        loss = F.binary_cross_entropy_with_logits(self.logits(batch["image"]), batch["label"])
+        per_sample = F.binary_cross_entropy_with_logits(
+            self.logits(batch["image"]), batch["label"], reduction="none"
+        )
+        loss = per_sample.mean()
         if self.nan_at_step is not None and ctx.global_step == self.nan_at_step:
             loss = loss * float("nan")
         ctx.backward(loss)
         ctx.step(self.optimizer)
-        return StepOutput(loss.detach())
+        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -143,3 +143,48 @@ def test_requeued_sweep_job_resumes_in_its_run_directory(ff_fixture, tmp_path):
     assert f"resumed from {job_dir}/checkpoints/last.pt at epoch 1" in log
     res = json.loads((job_dir / "results.json").read_text())
     assert res["run_dir"] == str(job_dir) and res["best_epoch"] == 1
+
+
+@pytest.mark.e2e
+def test_curriculum_under_ddp_equals_single_process(ff_fixture, tmp_path):
+    """DFFC under torchrun (2 gloo processes x batch 8): per-sample losses are gathered from both processes,
+    so the hardness table, its history and the pool size equal a single process's (batch 16)."""
+    curriculum = [
+        "curriculum=dffc",
+        "curriculum.milestones=[1,2,3]",
+        "curriculum.alpha_k=0.5",
+        "curriculum.n_easy=4",
+        "curriculum.quality.kind=classical",
+        "curriculum.easy_augment=[]",
+        "trainer.epochs=4",
+        "trainer.limit_eval_batches=1",
+    ]
+    single = [sys.executable, "train.py", *_common(ff_fixture, tmp_path), *curriculum, "run_name=single"]
+    proc = subprocess.run(
+        [*single, "trainer.batch_size=16"], cwd=REPO, env=_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "train.py",
+        *_common(ff_fixture, tmp_path),
+        *curriculum,
+        "run_name=ddp",
+        "trainer.batch_size=8",
+    ]
+    proc = subprocess.run(ddp, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "runs/single/checkpoints/last.pt")
+    b = load_checkpoint(tmp_path / "runs/ddp/checkpoints/last.pt")
+    ha, hb = a["extra"]["hardness"], b["extra"]["hardness"]
+    assert a["extra"]["k"] == b["extra"]["k"] < len(ha["d"])  # the pool shrank, to the same size
+    assert torch.equal(ha["seen"], hb["seen"]) and bool(ha["seen"].all())
+    assert torch.allclose(ha["d"], hb["d"], atol=1e-6) and torch.allclose(
+        ha["history"], hb["history"], atol=1e-6
+    )
+    assert ha["history"].shape[0] == 4 and not torch.equal(ha["history"][0], ha["history"][-1])

@@ -478,6 +478,7 @@ class Trainer:
             self.run_dir,
             self.logger,
         )
+        metrics.update(self.method.analysis_metrics(self.train_dataset))
         self.timings["test_s"] = time.perf_counter() - t0
         results = {
             "task": "train",

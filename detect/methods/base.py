@@ -80,6 +80,11 @@ class Method(nn.Module):
         The engine writes them to ``<run dir>/figures/<name>.png``; no I/O here."""
         return {}
 
+    def analysis_metrics(self, dataset: Dataset) -> dict[str, dict[str, float]]:
+        """Metrics about the training set the method computes after training, added to results.json's
+        ``metrics`` under their own set names (DFFC's Table 4: ``hardness-<manipulation>``)."""
+        return {}
+
     def run_info(self) -> dict:
         """What results.json records about the method beyond its config (``method_info``: e.g. DPL's
         indicator models, whether their weights were random, the fitted bins and the scoring speed)."""

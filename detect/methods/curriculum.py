@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from detect.curriculum.analysis import dfh_curve_figure, extreme_faces_grid, top_bottom_metrics
 from detect.curriculum.hardness import HardnessTable
 from detect.curriculum.pacing import Pool, babystep_pool, dffc_pool
 from detect.data.transforms import Pipeline
@@ -59,6 +60,7 @@ class Curriculum(Method):
         scheduler: Mapping | None = None,
         data_kind: str = "real",
         cache_dir: str = "cache",
+        analysis_n: int = 100,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -85,7 +87,7 @@ class Curriculum(Method):
             detector.scheduler_cfg = dict(scheduler) if scheduler is not None else None
         self.easy_augment = [dict(a) for a in easy_augment]
         self.quality_cfg = dict(quality or {"kind": "none"})
-        self.data_kind, self.cache_dir = data_kind, cache_dir
+        self.data_kind, self.cache_dir, self.analysis_n = data_kind, cache_dir, int(analysis_n)
         self.table: HardnessTable | None = None
         self.k = 0
         self.pool: Pool | None = None
@@ -203,6 +205,24 @@ class Curriculum(Method):
         if self.kind == "dffc":
             self.table.update(idx, loss, lr)
         self.table.end_epoch()
+
+    # -- reports ------------------------------------------------------------------------------------
+    def analysis_metrics(self, dataset) -> dict[str, dict[str, float]]:
+        """Table 4: TAR and SSIM of the ``analysis_n`` highest- and lowest-DFH fakes per manipulation."""
+        out = dict(self.detector.analysis_metrics(dataset.plain))
+        if self.kind == "dffc" and self.table is not None and self.table.history:
+            found = top_bottom_metrics(dataset.table, self.table.dfh(), self.analysis_n)
+            out.update({f"hardness-{domain}": m for domain, m in found.items()})
+        return out
+
+    def report_images(self, dataset) -> dict[str, np.ndarray]:
+        """Fig. 4 (DFH of the 5 highest, median and lowest samples over training) and Fig. 5 (real and fake
+        faces of top and bottom DFH), with the detector's own figures."""
+        out = dict(self.detector.report_images(dataset.plain))
+        if self.kind == "dffc" and self.table is not None and self.table.history:
+            out["dffc_dfh_curves"] = dfh_curve_figure(np.stack(self.table.history))
+            out["dffc_extreme_faces"] = extreme_faces_grid(dataset.table, self.table.dfh())
+        return out
 
     # -- state --------------------------------------------------------------------------------------
     def extra_state(self) -> dict:
