@@ -46,7 +46,8 @@ def _real_of(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def top_bottom_metrics(table: pd.DataFrame, dfh: np.ndarray, n: int = 100) -> dict[str, dict[str, float]]:
     """Table 4 per manipulation (``domain``): mean TAR (%) and SSIM of its ``n`` fakes with the highest DFH
     (``tar_top``, ``ssim_top``) and the ``n`` with the lowest (``tar_bottom``, ``ssim_bottom``). A fake with
-    no mask file or no real frame of its source video is left out (the counts used are returned)."""
+    no mask file (TAR) or no real frame of its source video (SSIM) is left out of that mean: ``n_<end>`` is
+    the number picked, ``n_tar_<end>`` / ``n_ssim_<end>`` the numbers each mean is over (NaN when 0)."""
     table = table.reset_index(drop=True)
     reals = _real_of(table)
     out: dict[str, dict[str, float]] = {}
@@ -68,6 +69,7 @@ def top_bottom_metrics(table: pd.DataFrame, dfh: np.ndarray, n: int = 100) -> di
             res[f"tar_{end}"] = 100.0 * float(np.mean(tars)) if tars else float("nan")
             res[f"ssim_{end}"] = float(np.mean(sims)) if sims else float("nan")
             res[f"n_{end}"] = len(pick)
+            res[f"n_tar_{end}"], res[f"n_ssim_{end}"] = len(tars), len(sims)
         out[str(domain)] = res
     return out
 
@@ -112,6 +114,7 @@ def dfh_curve_figure(history: np.ndarray, k: int = 5) -> np.ndarray:
         for j, c in enumerate(curves[name]):
             ax.plot(epochs, c, color=colour, alpha=0.8, label=f"{name} DFH" if j == 0 else None)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("DFH")
     ax.set_title(f"DFH during training: {k} highest, {k} median, {k} lowest (by final DFH)")
     ax.legend()
@@ -120,16 +123,29 @@ def dfh_curve_figure(history: np.ndarray, k: int = 5) -> np.ndarray:
 
 def extreme_faces_grid(table: pd.DataFrame, dfh: np.ndarray, n: int = 6, size: int = 96) -> np.ndarray:
     """Fig. 5 as an RGB image: rows (a) real faces of top DFH, (b) real of bottom DFH, (c) fake of top DFH,
-    (d) fake of bottom DFH; ``n`` faces each, highest (or lowest) first."""
+    (d) fake of bottom DFH; ``n`` faces each, highest (or lowest) first, each titled with its DFH."""
     import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     table = table.reset_index(drop=True)
-    rows_out = []
+    fig, axes = plt.subplots(4, n, figsize=(1.3 * n + 1.2, 5.8), squeeze=False)
+    names = ("(a) real, top DFH", "(b) real, bottom DFH", "(c) fake, top DFH", "(d) fake, bottom DFH")
+    line = 0
     for label in (0, 1):
         rows = np.flatnonzero(table["label"].to_numpy() == label)
         order = rows[np.lexsort((rows, -dfh[rows]))]
         for pick in (order[:n], order[::-1][:n]):
-            tiles = [cv2.resize(read_rgb(table.at[int(r), "path"]), (size, size)) for r in pick]
-            tiles += [np.zeros((size, size, 3), np.uint8)] * (n - len(tiles))
-            rows_out.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows_out, axis=0)
+            for j, ax in enumerate(axes[line]):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j < len(pick):
+                    r = int(pick[j])
+                    ax.imshow(cv2.resize(read_rgb(table.at[r, "path"]), (size, size)))
+                    ax.set_title(f"{dfh[r]:.3g}", fontsize=7)
+            axes[line][0].set_ylabel(names[line], fontsize=7)
+            line += 1
+    fig.tight_layout()
+    return _figure_to_array(fig)

@@ -51,21 +51,27 @@ def write_results(run_dir: str | Path, results: Mapping, name: str = "results.js
 
 
 def format_metrics_table(metrics: Mapping[str, Mapping[str, float]], header: str = "") -> str:
-    """A plain-text table: one row per test set, one column per metric."""
+    """A plain-text table: one row per test set, one column per metric; sets with none of those metrics
+    (a method's analysis, e.g. DFFC's ``hardness-<manipulation>``) follow as ``set: key=value`` lines."""
     cols = ["set", *TABLE_METRICS, "n_frames", "n_videos"]
-    rows = []
+    rows, other = [], []
     for name, m in metrics.items():
+        if not any(c in m for c in TABLE_METRICS):
+            other.append(f"{name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in m.items()))
+            continue
         row = [name]
         for c in cols[1:]:
-            v = m.get(c)
-            if isinstance(v, float):
-                row.append("nan" if math.isnan(v) else f"{v:.4f}")
-            else:
-                row.append("" if v is None else str(v))
+            row.append(_fmt(m.get(c)))
         rows.append(row)
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     out = [header] if header else []
     out += [line, "-" * len(line)]
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+    return "\n".join(out + other)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4f}"
+    return "" if v is None else str(v)

@@ -180,24 +180,39 @@ class Curriculum(Method):
                 f"{type(self.detector).__name__}.fit_step returned no per-sample losses: a curriculum needs "
                 "them (StepOutput.sample_losses with the batch's indices)"
             )
-        self._records.append((out.indices.detach(), out.sample_losses.detach().float(), easy.detach(), lr))
+        step = ctx.global_step if ctx is not None else len(self._records)
+        self._records.append(
+            (out.indices.detach(), out.sample_losses.detach().float(), easy.detach(), lr, step)
+        )
         return out
 
     def _gather(self, ctx: StepContext | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This epoch's (indices, losses, learning rates) of hard samples, from every process."""
-        idx, loss, lr = [], [], []
-        for i, l, e, r in self._records:  # (read once per epoch: no per-step device sync)
-            keep = ~e.cpu().bool()
-            idx.append(i.cpu()[keep].numpy())
-            loss.append(l.cpu()[keep].numpy())
-            lr.append(np.full(int(keep.sum()), r))
+        """This epoch's (indices, losses, learning rates) of the hard pool H_t's samples, from every process,
+        in training order (step, then rank), so that a sample trained twice (DDP's padding of the epoch, or
+        ``trainer.sampling=balanced``) keeps the loss of its last training, as in one process. Samples of
+        the easy pool E_t never update the hardness, with or without DA (Eq. 2 covers H_t only)."""
+        hard = self.pool.hard if self.pool is not None else None
+        cols: list[list[np.ndarray]] = [[], [], [], []]
+        for i, l, e, r, step in self._records:  # (read once per epoch: no per-step device sync)
+            i, l = i.cpu().numpy().astype(np.int64), l.cpu().numpy()
+            keep = ~e.cpu().numpy().astype(bool)
+            if hard is not None:
+                keep &= np.isin(i, hard)
+            kept = int(keep.sum())
+            for col, value in zip(
+                cols, (i[keep], l[keep], np.full(kept, r), np.full(kept, step)), strict=True
+            ):
+                col.append(value)
         self._records = []
-        local = tuple(np.concatenate(x) if x else np.zeros(0) for x in (idx, loss, lr))
+        local = [np.concatenate(c) if c else np.zeros(0) for c in cols]
+        rank = [np.zeros(len(local[0]))]
         if ctx is not None and ctx.runtime.distributed:
             parts: list = [None] * ctx.runtime.world_size
             dist.all_gather_object(parts, local)
-            local = tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
-        return local[0].astype(np.int64), local[1], local[2]
+            local = [np.concatenate([p[j] for p in parts]) for j in range(4)]
+            rank = [np.full(len(p[0]), q) for q, p in enumerate(parts)]
+        order = np.lexsort((np.concatenate(rank), local[3]))  # by step, then rank
+        return local[0][order].astype(np.int64), local[1][order], local[2][order]
 
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> None:
         self.detector.on_epoch_end(epoch, ctx)
