@@ -25,11 +25,12 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # engine vs bare PyTorch loop; SBI/CBI/tuple rates per core; LTW and DPL steps vs baseline steps
+bench:  # engine vs bare loop; SBI/CBI/tuple rates per core; LTW/DPL/DFFC steps vs baseline; DFFC prior ms/img
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
 	$(PY) scripts/bench_ltw.py
 	$(PY) scripts/bench_dpl.py
+	$(PY) scripts/bench_dffc.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

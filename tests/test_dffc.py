@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose
 
 from detect.curriculum.analysis import (
     dfh_curve_figure,
@@ -18,7 +19,6 @@ from detect.curriculum.analysis import (
 )
 from detect.curriculum.pacing import babystep_pool
 from detect.engine.trainer import Trainer
-from conftest import compose
 
 EPOCHS = 4
 

@@ -191,20 +191,23 @@ class Curriculum(Method):
         in training order (step, then rank), so that a sample trained twice (DDP's padding of the epoch, or
         ``trainer.sampling=balanced``) keeps the loss of its last training, as in one process. Samples of
         the easy pool E_t never update the hardness, with or without DA (Eq. 2 covers H_t only)."""
-        hard = self.pool.hard if self.pool is not None else None
-        cols: list[list[np.ndarray]] = [[], [], [], []]
-        for i, l, e, r, step in self._records:  # (read once per epoch: no per-step device sync)
-            i, l = i.cpu().numpy().astype(np.int64), l.cpu().numpy()
-            keep = ~e.cpu().numpy().astype(bool)
-            if hard is not None:
-                keep &= np.isin(i, hard)
-            kept = int(keep.sum())
-            for col, value in zip(
-                cols, (i[keep], l[keep], np.full(kept, r), np.full(kept, step)), strict=True
-            ):
-                col.append(value)
-        self._records = []
-        local = [np.concatenate(c) if c else np.zeros(0) for c in cols]
+        records, self._records = self._records, []
+        if records:  # one copy to the host per epoch (no per-step device sync)
+            sizes = [len(rec[0]) for rec in records]
+            i = torch.cat([rec[0].reshape(-1) for rec in records]).cpu().numpy().astype(np.int64)
+            loss = torch.cat([rec[1].reshape(-1) for rec in records]).cpu().numpy()
+            easy = torch.cat([rec[2].reshape(-1) for rec in records]).cpu().numpy().astype(bool)
+            lr = np.repeat([float(rec[3]) for rec in records], sizes)
+            step = np.repeat([int(rec[4]) for rec in records], sizes)
+            keep = ~easy
+            if self.pool is not None:
+                member = np.zeros(self.table.n, bool)
+                member[self.pool.hard] = True
+                keep &= member[i]
+            cols = [i[keep], loss[keep], lr[keep], step[keep]]
+        else:
+            cols = [np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)]
+        local = list(cols)
         rank = [np.zeros(len(local[0]))]
         if ctx is not None and ctx.runtime.distributed:
             parts: list = [None] * ctx.runtime.world_size
