@@ -8,6 +8,11 @@ the paper's. With a paper table named, the paper's printed numbers for the same 
 
 Row keys are dotted paths into the run's resolved ``config`` (``method._name_``, ``backbone.name``);
 ``results.<field>`` reads a top-level field of results.json instead (``results.method``).
+
+A table whose rows are kinds of metric rather than runs (DFFC Table 4: rows Top and Bottom, metrics TAR and
+SSIM, from our ``tar_top``, ``tar_bottom``, ``ssim_top``, ``ssim_bottom``) declares ``metric_rows``: each run
+is split into one row per entry, its metrics renamed as the entry says, the entry's name under the row key
+``results.metric_row``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from detect.utils.io import atomic_write_text
 
 DATA_KINDS = ("real", "synthetic")
 DEFAULT_IGNORE = ("seed", "paths", "hydra", "logger", "runtime", "wandb")
+METRIC_ROW_KEY = "results.metric_row"
 SYNTHETIC_CAVEAT = "synthetic benchmark — not comparable to the paper's numbers"
 _METRIC_ALIASES = {
     "auc": ("auc",),
@@ -81,6 +87,7 @@ class TableSpec:
     ignore_keys: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
     where: dict[str, str] = field(default_factory=dict)
     aggregates: dict[str, list[str]] = field(default_factory=dict)
+    metric_rows: dict[str, dict[str, str]] = field(default_factory=dict)
     digits: int = 3
     title: str | None = None
 
@@ -98,6 +105,11 @@ class TableSpec:
             raise ValueError("a table needs at least one row key and one metric")
         if (self.paper is None) != (self.table is None):
             raise ValueError("name both the paper and its table (e.g. paper=ltw table=table2), or neither")
+        if self.metric_rows and METRIC_ROW_KEY not in self.rows:
+            raise ValueError(
+                f"metric_rows splits each run into rows named by {METRIC_ROW_KEY!r}: add it to rows "
+                f"(rows={self.rows})"
+            )
 
 
 @dataclass
@@ -317,9 +329,32 @@ def with_aggregates(run: Run, aggregates: Mapping[str, Sequence[str]]) -> Run:
     return Run(run.path, {**run.results, "metrics": metrics})
 
 
+def with_metric_rows(run: Run, metric_rows: Mapping[str, Mapping[str, str]]) -> list[Run]:
+    """``run`` split into one run per entry of ``metric_rows``, the entry's name in ``results.metric_row`` (a
+    row key) and, in every test set, its metrics renamed ours -> the table's (the others kept), e.g. DFFC
+    Table 4: ``{Top: {tar_top: tar, ssim_top: ssim}, Bottom: {tar_bottom: tar, ssim_bottom: ssim}}``.
+    ``[run]`` when there are none."""
+    if not metric_rows:
+        return [run]
+    out = []
+    for name, renames in metric_rows.items():
+        metrics = {
+            ts: {**m, **{new: m[old] for old, new in renames.items() if old in m}}
+            for ts, m in run.results["metrics"].items()
+        }
+        out.append(Run(run.path, {**run.results, "metrics": metrics, "metric_row": str(name)}))
+    return out
+
+
 def build_table(runs: Sequence[Run], spec: TableSpec, excluded: Sequence[Excluded] = ()) -> ResultTable:
-    """Group ``runs`` into rows and seeds, and fill the cells (``spec.aggregates`` added per run first)."""
-    runs = [with_aggregates(r, spec.aggregates) for r in runs if _matches(r, spec.where)]
+    """Group ``runs`` into rows and seeds, and fill the cells (each run split by ``spec.metric_rows``, then
+    ``spec.aggregates`` added per run)."""
+    runs = [
+        with_aggregates(s, spec.aggregates)
+        for r in runs
+        for s in with_metric_rows(r, spec.metric_rows)
+        if _matches(s, spec.where)
+    ]
     if not runs:
         raise ValueError(f"no complete run to tabulate (where={spec.where}, {len(excluded)} excluded)")
     groups: dict[tuple[str, str], list[Run]] = {}
