@@ -6,18 +6,24 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install test test-fast lint train bench clean
+.PHONY: install test test-fast test-long test-all lint train bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 
-test:
-	$(PY) -m pytest -q
+test:  # everything but the few longest end-to-end runs (marked long)
+	$(PY) -m pytest -q -m "not long"
 
-test-fast:  # everything but the end-to-end runs
-	$(PY) -m pytest -q -m "not e2e"
+test-fast:  # no end-to-end runs
+	$(PY) -m pytest -q -m "not e2e and not long"
+
+test-long:  # the longest end-to-end runs (minutes each): learning on the benchmark, the default run, ProDet's run
+	$(PY) -m pytest -q -m long
+
+test-all:
+	$(PY) -m pytest -q
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -25,7 +31,8 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # engine vs bare loop; SBI/CBI/tuple rates per core; LTW/DPL/DFFC steps vs baseline; DFFC prior ms/img
+bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline
+	$(PY) scripts/bench_defaults.py
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
 	$(PY) scripts/bench_ltw.py

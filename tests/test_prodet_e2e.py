@@ -43,6 +43,7 @@ SHORT_RUN = [
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_short_prodet_run_learns_and_orders_the_anchors(tmp_path_factory):
     cache = tmp_path_factory.mktemp("prodet_cache")
     out = tmp_path_factory.mktemp("prodet_run")
