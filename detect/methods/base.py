@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from detect.data.transforms import Pipeline
 from detect.data.views import FrameDataset
 from detect.engine.context import StepContext
-from detect.engine.optim import OptimizerSpec
+from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
 
 
 @dataclass
@@ -66,6 +66,22 @@ class Method(nn.Module):
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
+
+    # -- helpers for single-optimiser detectors (baseline, SRM, SPSL, MAT) ---------------------------------
+    def one_optimizer(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
+        """``self.optimizer`` over every parameter from ``self.optim_cfg``, scheduled by
+        ``self.scheduler_cfg`` (both replaceable, e.g. by DFFC's SGD recipe)."""
+        self.optimizer = build_optimizer(self.optim_cfg, self.parameters())
+        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
+        return [OptimizerSpec("model", self.optimizer, sched, interval)]
+
+    def update_on(self, per_sample: torch.Tensor, batch: Mapping, ctx: StepContext) -> StepOutput:
+        """One update of ``self.optimizer`` on the mean of ``per_sample`` losses; the step's output carries
+        them with the batch's indices (what a curriculum records)."""
+        loss = per_sample.mean()
+        ctx.backward(loss)
+        ctx.step(self.optimizer)
+        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
 
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> None:
         """Called after each training epoch, before validation."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detect.engine.context import StepContext
-from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
+from detect.engine.optim import OptimizerSpec
 from detect.methods.base import Method, StepOutput
 from detect.models.backbone import build_backbone
 
@@ -49,9 +49,7 @@ class Baseline(Method):
         return self.head(self.backbone(images)).squeeze(1)
 
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
-        self.optimizer = build_optimizer(self.optim_cfg, self.parameters())
-        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
-        return [OptimizerSpec("model", self.optimizer, sched, interval)]
+        return self.one_optimizer(epochs, steps_per_epoch)
 
     def sample_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -63,10 +61,7 @@ class Baseline(Method):
         with ctx.autocast():
             logits = self.logits(batch["image"])
         per_sample = self.sample_losses(logits, batch["label"])
-        loss = per_sample.mean()
-        ctx.backward(loss)
-        ctx.step(self.optimizer)
-        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
+        return self.update_on(per_sample, batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
-from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
+from detect.engine.optim import OptimizerSpec
 from detect.methods.base import Method, StepOutput
 from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
@@ -333,9 +333,7 @@ class MAT(Method):
     # -- training -----------------------------------------------------------------------------------
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
         self.warmup_epochs = math.floor(self.warmup_fraction * epochs)
-        self.optimizer = build_optimizer(self.optim_cfg, self.parameters())
-        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
-        return [OptimizerSpec("model", self.optimizer, sched, interval)]
+        return self.one_optimizer(epochs, steps_per_epoch)
 
     def on_epoch_start(self, epoch: int, dataset, ctx: StepContext | None) -> None:
         self.in_warmup.fill_(epoch < self.warmup_epochs)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
-from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
+from detect.engine.optim import OptimizerSpec
 from detect.methods.base import Method, StepOutput
 from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
@@ -109,9 +109,7 @@ class SPSL(Method):
         return self.head(pooled).squeeze(1)
 
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
-        self.optimizer = build_optimizer(self.optim_cfg, self.parameters())
-        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
-        return [OptimizerSpec("model", self.optimizer, sched, interval)]
+        return self.one_optimizer(epochs, steps_per_epoch)
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         with ctx.autocast():
@@ -119,10 +117,7 @@ class SPSL(Method):
         per_sample = F.binary_cross_entropy_with_logits(
             logits.float(), batch["label"].float(), reduction="none"
         )
-        loss = per_sample.mean()
-        ctx.backward(loss)
-        ctx.step(self.optimizer)
-        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
+        return self.update_on(per_sample, batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
-from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
+from detect.engine.optim import OptimizerSpec
 from detect.methods.base import Method, StepOutput
 from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
@@ -358,18 +358,13 @@ class SRM(Method):
         return self.classifier(self.dropout(pooled))
 
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
-        self.optimizer = build_optimizer(self.optim_cfg, self.parameters())
-        sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
-        return [OptimizerSpec("model", self.optimizer, sched, interval)]
+        return self.one_optimizer(epochs, steps_per_epoch)
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         with ctx.autocast():
             cos = self.cosines(batch["image"])
         per_sample = am_softmax_loss(cos.float(), batch["label"], self.am_margin, self.am_scale)
-        loss = per_sample.mean()
-        ctx.backward(loss)
-        ctx.step(self.optimizer)
-        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
+        return self.update_on(per_sample, batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
