@@ -88,6 +88,26 @@ def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixt
     hardest = np.lexsort((np.arange(n), -dfh3))[:k]
     assert sorted(seen[3][seen[3] < n].tolist()) == sorted(hardest.tolist())
     assert trainer.results["method_info"]["quality_prior"]["kind"] == "classical"
+    # eval.py rebuilds the wrapped detector from the checkpoint and scores the same as the run's test
+    from detect.engine.evaluate_run import evaluate_checkpoint
+
+    best = trainer.run_dir / "checkpoints" / "best.pt"
+    cfg = compose(
+        [
+            f"ckpt={best}",
+            "data=real",
+            f"paths.data_dir={ff_fixture}",
+            f"paths.output_dir={tmp_path}",
+            "runtime.num_workers=0",
+            "trainer.progress=false",
+            "dataset.manipulations=[DF,F2F]",
+        ],
+        config_name="eval",
+    )
+    evaluated = evaluate_checkpoint(cfg, tmp_path / "eval")
+    assert evaluated["metrics"]["FF++"]["frame_auc"] == pytest.approx(
+        trainer.results["metrics"]["FF++"]["frame_auc"]
+    )
 
 
 def test_dih_ignores_the_quality_prior(ff_fixture, tmp_path):
