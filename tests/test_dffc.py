@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import compose
 
 from detect.curriculum.analysis import (
@@ -23,10 +24,10 @@ from detect.engine.trainer import Trainer
 EPOCHS = 4
 
 
-def _run(ff_fixture, tmp_path, preset: str, *extra: str):
-    """Train ``scripted.LinearProbe`` under ``curriculum=<preset>`` for 4 epochs with milestones [1, 2, 3]
-    (T0 = 1; k shrinks by 0.5 at epochs 2 and 3); returns the trainer and each epoch's training indices."""
-    cfg = compose(
+def _cfg(ff_fixture, tmp_path, preset: str, *extra: str):
+    """``scripted.LinearProbe`` under ``curriculum=<preset>`` for 4 epochs with milestones [1, 2, 3] (T0 = 1;
+    k shrinks by 0.5 at epochs 2 and 3), batch 8, on the tiny FF++-shaped set."""
+    return compose(
         [
             "data=real",
             f"paths.data_dir={ff_fixture}",
@@ -55,6 +56,11 @@ def _run(ff_fixture, tmp_path, preset: str, *extra: str):
             *extra,
         ]
     )
+
+
+def _run(ff_fixture, tmp_path, preset: str, *extra: str):
+    """Train :func:`_cfg`'s run; returns the trainer and each epoch's training indices."""
+    cfg = _cfg(ff_fixture, tmp_path, preset, *extra)
     trainer = Trainer(cfg, tmp_path / preset)
     trainer.setup()
     seen: list[np.ndarray] = []
@@ -108,6 +114,28 @@ def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixt
     assert evaluated["metrics"]["FF++"]["frame_auc"] == pytest.approx(
         trainer.results["metrics"]["FF++"]["frame_auc"]
     )
+
+
+def test_an_interrupted_dffc_run_resumes_its_curriculum(ff_fixture, tmp_path):
+    """4 epochs straight == 2 epochs (interrupted after the first shrunk pool), then resume=auto: the same
+    hardness table, history, k and weights (the pool of epochs 3-4 depends on all of them)."""
+    from detect.engine.checkpoint import load_checkpoint
+
+    _run(ff_fixture, tmp_path / "a", "dffc")
+    first = Trainer(_cfg(ff_fixture, tmp_path / "b", "dffc"), tmp_path / "b" / "dffc")
+    first.setup()
+    first.cfg.trainer.max_steps = 6 + 3  # epoch 1: 48/8 steps; epoch 2: (24 hard + 4 easy) // 8
+    first.fit()
+    assert load_checkpoint(tmp_path / "b" / "dffc" / "checkpoints" / "last.pt")["epoch"] == 2
+    second = Trainer(_cfg(ff_fixture, tmp_path / "b", "dffc", "resume=auto"), tmp_path / "b" / "dffc")
+    second.setup()
+    second.fit()
+    a, b = (load_checkpoint(tmp_path / r / "dffc" / "checkpoints" / "last.pt") for r in ("a", "b"))
+    assert a["epoch"] == b["epoch"] == 4 and a["extra"]["k"] == b["extra"]["k"] == 12
+    for key in ("d", "seen", "history"):
+        assert torch.equal(a["extra"]["hardness"][key], b["extra"]["hardness"][key]), key
+    for key, value in a["method"].items():
+        assert torch.equal(value, b["method"][key]), key
 
 
 def test_dih_ignores_the_quality_prior(ff_fixture, tmp_path):

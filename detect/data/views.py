@@ -303,6 +303,11 @@ class PoolDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.concatenate([self.plain.labels, self.plain.labels])
 
+    def reseed(self, seed: int) -> None:
+        """Seed both views' augmentations (the easy view from a seed of its own)."""
+        reseed(self.plain, seed)
+        reseed(self.easy, (seed * 1_000_003 + 1) % 2**32)
+
     def __getitem__(self, j: int) -> dict:
         item = dict(self.plain[j] if j < self.n else self.easy[j - self.n])
         item["curriculum_easy"] = torch.tensor(j >= self.n)
