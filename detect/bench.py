@@ -84,17 +84,18 @@ class BenchOptions:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds taken by ``fn()``, the device synchronised before and after."""
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync_device(device)
     return time.perf_counter() - t0
 
 

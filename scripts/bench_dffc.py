@@ -46,7 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,6 +54,8 @@ import cv2
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+
+from detect.bench import alternate, compose_config, sync_device
 
 GOAL_RATIO = 1.05
 PRIORS = ("classical", "clip_iqa", "ifqa")
@@ -66,8 +68,6 @@ CLIP_NOTE = "the tiny random CLIP of the synthetic benchmark (64 px): not RN50's
 
 def _config(args: argparse.Namespace):
     """The training config ``train.py`` would compose for the detector under the curriculum."""
-    from detect.bench import compose_config
-
     overrides = [
         f"method={args.method}",
         f"curriculum={args.curriculum}",
@@ -91,21 +91,6 @@ def config_hash(cfg) -> str:
     node = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in keys}
     node["curriculum"].pop("cache_dir", None)
     return hashlib.sha1(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _alternate(contenders: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    names = list(contenders)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            out[name].append(contenders[name]())
-    return out
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -144,11 +129,11 @@ def measure_steps(cfg, args: argparse.Namespace) -> tuple[dict, torch.device]:
 
     def timed(fn: Callable[[], object]) -> Callable[[], float]:
         def run() -> float:
-            _sync(dev)
+            sync_device(dev)
             t0 = time.perf_counter()
             fn()
             ctx.end_iteration()
-            _sync(dev)
+            sync_device(dev)
             return time.perf_counter() - t0
 
         return run
@@ -160,7 +145,7 @@ def measure_steps(cfg, args: argparse.Namespace) -> tuple[dict, torch.device]:
     for _ in range(args.warmup):
         for fn in contenders.values():
             fn()
-    times = _alternate(contenders, args.rounds)
+    times = alternate(contenders, args.rounds)
     base, dffc = (1e3 * statistics.median(times[k]) for k in ("baseline", "dffc"))
     paired = statistics.median(d / a for a, d in zip(times["baseline"], times["dffc"], strict=True))
 
@@ -220,7 +205,7 @@ def measure_steps(cfg, args: argparse.Namespace) -> tuple[dict, torch.device]:
                 ctx.end_iteration()
         finally:
             del method.detector.fit_step
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         method.on_epoch_end(epoch, ctx)
         end_ms.append(1e3 * (time.perf_counter() - t0))
@@ -335,11 +320,11 @@ def measure_priors(args: argparse.Namespace, device: torch.device) -> dict:
             prior.raw(scored[:1])  # warm-up (allocators, text embeddings, kernels)
             per_image = []
             for _ in range(1 if heavy else args.prior_repeats):
-                _sync(device)
+                sync_device(device)
                 t0 = time.perf_counter()
                 for i in range(0, len(scored), args.prior_batch):
                     prior.raw(scored[i : i + args.prior_batch])
-                _sync(device)
+                sync_device(device)
                 per_image.append(1e3 * (time.perf_counter() - t0) / len(scored))
             ms[kind] = round(statistics.median(per_image), 3)
             print(f"bench_dffc: {kind}: {ms[kind]} ms/image over {len(scored)} images", file=sys.stderr)

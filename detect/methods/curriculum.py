@@ -76,9 +76,8 @@ class Curriculum(Method):
             float(n_easy_fraction),
             bool(augment_easy),
         )
-        if (
-            optim is not None
-        ):  # the curriculum's recipe replaces the detector's own (DFFC: SGD for every detector)
+        # the curriculum's recipe replaces the detector's own (DFFC: SGD for every detector)
+        if optim is not None:
             if not hasattr(detector, "optim_cfg"):
                 raise TypeError(
                     f"{type(detector).__name__} keeps no optim_cfg: curriculum.optim cannot replace it"
@@ -89,7 +88,7 @@ class Curriculum(Method):
         self.quality_cfg = dict(quality or {"kind": "none"})
         self.data_kind, self.cache_dir, self.analysis_n = data_kind, cache_dir, int(analysis_n)
         self.table: HardnessTable | None = None
-        self.k = 0
+        self.k, self.e = 0, 0  # hard-pool size k_n, easy-pool size E (set with the training set)
         self.pool: Pool | None = None
         self._records: list[tuple] = []
         self._specs: list[OptimizerSpec] = []
@@ -109,7 +108,7 @@ class Curriculum(Method):
             "kind": self.kind,
             "quality_prior": self.quality_info,
             "pool_k": self.k,
-            "n_easy": getattr(self, "e", None),
+            "n_easy": self.e,
             "detector": self.detector.run_info(),
         }
 
@@ -144,9 +143,8 @@ class Curriculum(Method):
             cfg["kind"] = "ifqa" if cfg.get("checkpoint") or self.data_kind != "synthetic" else "classical"
         device = next(self.detector.parameters()).device
         result = quality_scores(table, cfg, Path(self.cache_dir) / "scores", device)
-        scores = np.asarray(getattr(result, "scores", result), dtype=np.float64)
-        self.quality_info = {"kind": cfg["kind"], "images_per_s": getattr(result, "images_per_s", None)}
-        return scores
+        self.quality_info = {"kind": cfg["kind"], "images_per_s": result.images_per_s}
+        return np.asarray(result.scores, dtype=np.float64)
 
     def on_epoch_start(self, epoch: int, dataset, ctx: StepContext | None) -> None:
         self.detector.on_epoch_start(epoch, dataset.plain, ctx)
@@ -204,10 +202,9 @@ class Curriculum(Method):
                 member = np.zeros(self.table.n, bool)
                 member[self.pool.hard] = True
                 keep &= member[i]
-            cols = [i[keep], loss[keep], lr[keep], step[keep]]
+            local = [i[keep], loss[keep], lr[keep], step[keep]]
         else:
-            cols = [np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)]
-        local = list(cols)
+            local = [np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)]
         rank = [np.zeros(len(local[0]))]
         if ctx is not None and ctx.runtime.distributed:
             parts: list = [None] * ctx.runtime.world_size
