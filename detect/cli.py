@@ -32,7 +32,7 @@ def run_train(cfg: DictConfig) -> float | None:
 def run_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt`` on the composed protocol's test sets."""
     _environment()
-    from detect.engine.evaluate_run import evaluate_checkpoint
+    from detect.engine.scoring import evaluate_checkpoint
 
     hc = HydraConfig.get()
     return evaluate_checkpoint(cfg, Path(hc.runtime.output_dir))

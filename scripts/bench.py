@@ -6,14 +6,14 @@ Prints one JSON line on stdout (progress and a human-readable summary go to stde
     python scripts/bench.py --backbone effb0 --size 128 --batch 16 --precision bf16 --steps 5
     python scripts/bench.py --steps 3 --backbone tiny --size 32 --override runtime.channels_last=true
 
-See ``detect/bench.py`` for what each figure measures.
+See ``detect/analysis/engine_bench.py`` for what each figure measures.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from detect.bench import main
+from detect.analysis.engine_bench import main
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

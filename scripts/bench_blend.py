@@ -26,7 +26,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from detect.bench import compose_config
+from detect.analysis.engine_bench import compose_config
 from detect.data.anchor_tuples import AnchorTupleDataset
 from detect.data.blend import BlendConfig, CrossBlender, SelfBlender, load_landmark_index
 from detect.data.images import read_landmarks, read_rgb

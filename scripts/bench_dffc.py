@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from detect.bench import alternate, compose_config, sync_device
+from detect.analysis.engine_bench import alternate, compose_config, sync_device
 
 GOAL_RATIO = 1.05
 PRIORS = ("classical", "clip_iqa", "ifqa")
@@ -99,13 +99,13 @@ def config_hash(cfg) -> str:
 def measure_steps(cfg, args: argparse.Namespace) -> tuple[dict, torch.device]:
     """Baseline vs DFFC step, the wrapper's own cost, and the per-epoch work at ``args.n_samples``; and the
     device they ran on."""
-    from detect.curriculum.hardness import HardnessTable
     from detect.engine.context import StepContext
-    from detect.engine.evaluate import to_device
+    from detect.engine.method_contract import StepOutput
+    from detect.engine.predict_loop import to_device
     from detect.engine.runtime import setup_runtime
     from detect.engine.trainer import build_method
-    from detect.methods.base import StepOutput
-    from detect.methods.curriculum import Curriculum
+    from detect.methods.curriculum.hardness import HardnessTable
+    from detect.methods.curriculum.wrapper import Curriculum
 
     rt = setup_runtime(cfg.runtime)
     dev = rt.device
@@ -262,7 +262,7 @@ def _prior(kind: str, device: torch.device, folder: Path):
     if kind == "classical":
         return priors._PRIORS[kind]({"kind": kind}, device), "native (sharpness at 256)", "no weights"
     if kind in ("clip_iqa", "clip_iqa_rn50"):
-        from detect.quality.indicators import drop_attnpool_positional_embedding, load_clip
+        from detect.quality.clip_indicators import drop_attnpool_positional_embedding, load_clip
 
         prior = priors._PRIORS["clip_iqa"]({"kind": "clip_iqa", "allow_random": True}, device)
         if kind == "clip_iqa":

@@ -34,7 +34,7 @@ METHODS = {
 
 def _config(kind: str, backbone: str, size: int, device: str):
     """The training config of ``kind`` (see ``METHODS``) on ``backbone`` at ``size``: one thread, no DDP."""
-    from detect.bench import compose_config
+    from detect.analysis.engine_bench import compose_config
 
     overrides = [
         f"method={METHODS[kind]}",

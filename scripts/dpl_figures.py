@@ -27,7 +27,7 @@ log-odds log P(fake)/P(real), whose gradient is P(fake)'s divided by P(fake)(1 -
 normalised map is P(fake)'s without its vanishing where P(fake) saturates; Figs. 10-11 score a seeded
 sample of training frames at the qualities training fed them in its first epoch (the stored frame and
 the JPEG re-compressions of ``method.qualities``), with which the bins were fitted. Everything is seeded.
-Runs are loaded, and PNGs written, with :mod:`detect.methods.prodet.figures`' helpers.
+Runs are loaded, and PNGs written, with :mod:`detect.analysis.prodet_figures`' helpers.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from detect.analysis.prodet_figures import Run, _save, grad_cam, load_run, tsne_embedding
+from detect.data.datasets import FrameDataset, MultiQualityDataset
 from detect.data.protocol import load_sets, protocol_sets
 from detect.data.transforms import Pipeline
-from detect.data.views import FrameDataset, MultiQualityDataset
-from detect.engine.evaluate import map_table
+from detect.engine.predict_loop import map_table
 from detect.evaluation.perturbations import build_perturbation
 from detect.methods.dpl import DPL
 from detect.methods.dpl.indicators import KINDS
-from detect.methods.prodet.figures import Run, _save, grad_cam, load_run, tsne_embedding
 from detect.quality.binning import DESCENDING, FII_EDGES, SCORE_MAX, SCORE_MIN, VQI_EDGES
 from detect.tables.builder import SYNTHETIC_CAVEAT, load_runs
 

@@ -1,6 +1,6 @@
 """ProDet's figures (NeurIPS 2024: Figs. 4a, 4b, 5, 8, 9, 10) as PNGs from trained runs.
 
-Logic in ``detect.methods.prodet.figures``; ``--compare`` draws a second run (e.g. VHT) beside ``--run``
+Logic in ``detect.analysis.prodet_figures``; ``--compare`` draws a second run (e.g. VHT) beside ``--run``
 on the same held-out tuples. Figs. 4a/4b need a toy model (``method.feature_dim=2``).
 
     python train.py method=prodet method.feature_dim=2 run_name=prodet_toy
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from detect.methods.prodet.figures import FIGURES, make_figures
+from detect.analysis.prodet_figures import FIGURES, make_figures
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.base import Method, StepOutput
 
 
 class LinearProbe(Method):

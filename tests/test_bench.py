@@ -1,4 +1,5 @@
-"""``scripts/bench.py`` (``detect.bench``) at a tiny setting: one JSON line, positive figures and ratios.
+"""``scripts/bench.py`` (``detect.analysis.engine_bench``) at a tiny setting: one JSON line, positive
+figures and ratios.
 
 No timing thresholds: the figures are throughputs on a shared machine; only their presence is checked.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 from conftest import CONF
 
-from detect.bench import main
+from detect.analysis.engine_bench import main
 
 POSITIVE = [
     "train_ips_engine",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detect.curriculum.hardness import HardnessTable
-from detect.curriculum.pacing import babystep_pool, dffc_pool
+from detect.methods.curriculum.hardness import HardnessTable
+from detect.methods.curriculum.pacing import babystep_pool, dffc_pool
 
 
 def test_instantaneous_hardness_normalises_by_the_learning_rate_with_a_floor():

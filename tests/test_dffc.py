@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import compose
 
-from detect.curriculum.analysis import (
+from detect.engine.trainer import Trainer
+from detect.methods.curriculum.hardness_report import (
     dfh_curve_figure,
     dfh_curves,
     extreme_faces_grid,
@@ -18,8 +19,7 @@ from detect.curriculum.analysis import (
     tampering_ratio,
     top_bottom_metrics,
 )
-from detect.curriculum.pacing import babystep_pool
-from detect.engine.trainer import Trainer
+from detect.methods.curriculum.pacing import babystep_pool
 
 EPOCHS = 4
 
@@ -95,7 +95,7 @@ def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixt
     assert sorted(seen[3][seen[3] < n].tolist()) == sorted(hardest.tolist())
     assert trainer.results["method_info"]["quality_prior"]["kind"] == "classical"
     # eval.py rebuilds the wrapped detector from the checkpoint and scores the same as the run's test
-    from detect.engine.evaluate_run import evaluate_checkpoint
+    from detect.engine.scoring import evaluate_checkpoint
 
     best = trainer.run_dir / "checkpoints" / "best.pt"
     cfg = compose(

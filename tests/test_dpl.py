@@ -312,7 +312,7 @@ def test_random_clip_scores_do_not_saturate_and_fill_every_bin():
 
 
 def test_real_data_without_clip_weights_is_a_clear_error():
-    from detect.quality.indicators import ClipWeightsUnavailable
+    from detect.quality.clip_indicators import ClipWeightsUnavailable
 
     cfg = compose(["method=dpl", "+scale=smoke", "data=real"])
     for indicators, text in [

@@ -20,7 +20,7 @@ import torch.nn.functional as nnf
 from conftest import compose, train_in_process
 from omegaconf import OmegaConf
 
-from detect.data.views import FrameDataset
+from detect.data.datasets import FrameDataset
 from detect.engine.trainer import build_method
 from detect.evaluation.perturbations import build_perturbation
 

@@ -10,8 +10,8 @@ import open_clip
 import pytest
 import torch
 
-from detect.quality import indicators as ind
-from detect.quality.indicators import (
+from detect.quality import clip_indicators as ind
+from detect.quality.clip_indicators import (
     FII_PROMPTS,
     TINY_CLIP_CFG,
     VQI_PROMPTS,

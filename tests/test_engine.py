@@ -136,7 +136,7 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
     val_best = max(range(len(val)), key=lambda i: val[i]) + 1
     assert res["best_epoch"] == val_best
     # test AUC of each epoch's model
-    from detect.engine.evaluate import predict_table
+    from detect.engine.predict_loop import predict_table
     from detect.evaluation.metrics import compute_metrics
 
     test_auc = []

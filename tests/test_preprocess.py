@@ -30,7 +30,7 @@ from detect.data.preprocess.crop import (
     square_around,
     warp,
 )
-from detect.data.preprocess.faces import (
+from detect.data.preprocess.face_detection import (
     FaceModelConfig,
     LandmarkPredictor,
     MtcnnDetector,
@@ -190,7 +190,7 @@ def test_similarity_recovers_a_known_transform() -> None:
 
 
 def test_largest_face_ties_go_to_score() -> None:
-    from detect.data.preprocess.faces import Detection
+    from detect.data.preprocess.face_detection import Detection
 
     small = Detection((0, 0, 10, 10), 2.0)
     big_weak = Detection((0, 0, 20, 20), 0.1)

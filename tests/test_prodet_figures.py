@@ -16,10 +16,10 @@ import torch.nn.functional as nnf
 from conftest import train_in_process
 from omegaconf import OmegaConf
 
+from detect.analysis import prodet_figures as F
 from detect.data.anchor_tuples import TUPLE_ANCHORS
-from detect.engine.evaluate import map_table
+from detect.engine.predict_loop import map_table
 from detect.engine.trainer import build_method
-from detect.methods.prodet import figures as F
 
 REPO = Path(__file__).resolve().parents[1]
 N_TUPLES = 6

@@ -16,6 +16,12 @@ import torch
 
 from detect.evaluation.perturbations import jpeg_compress
 from detect.quality import classical, priors
+from detect.quality.clip_indicators import (
+    VQI_PROMPTS,
+    drop_attnpool_positional_embedding,
+    load_clip,
+    score_images,
+)
 from detect.quality.ifqa import (
     IFQA,
     N_PARAMETERS,
@@ -27,7 +33,6 @@ from detect.quality.ifqa import (
     load_ifqa,
     preprocess,
 )
-from detect.quality.indicators import VQI_PROMPTS, drop_attnpool_positional_embedding, load_clip, score_images
 from detect.quality.priors import CHECKPOINT_KEY, QualityResult, QualityWeightsUnavailable, quality_scores
 
 MANIFEST = Path("/work/shared/ifqa_state_dict_shapes.json")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import write_ff_fixture
 
+from detect.data.datasets import AlignedGroupDataset, FrameDataset, MetaPairDataset, MultiQualityDataset
 from detect.data.images import ImageReadError
 from detect.data.index import DatasetSpec, load_split
 from detect.data.transforms import Pipeline
-from detect.data.views import AlignedGroupDataset, FrameDataset, MetaPairDataset, MultiQualityDataset
 
 LABELS = {
     "FF-real": {"label": 0, "domain": "real"},

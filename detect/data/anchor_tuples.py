@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from detect.data.blend import BlendConfig, CrossBlender, SelfBlender, load_landmark_index
+from detect.data.datasets import AlignedGroupDataset
 from detect.data.images import ImageReadError, read_landmarks, read_rgb
 from detect.data.transforms import Pipeline
-from detect.data.views import AlignedGroupDataset
 
 TUPLE_ANCHORS = ("real", "sbi", "cbi", "deepfake")
 

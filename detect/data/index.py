@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from detect.data.table import COLUMNS, validate_table
+from detect.data.sample_table import COLUMNS, validate_table
 
 COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS = ("train", "val", "test")
@@ -200,7 +200,7 @@ def load_split(
     frames_per_video: int | None = None,
     check_files: bool = True,
 ) -> pd.DataFrame:
-    """Read one split of one dataset into the sample table (see ``detect.data.table``).
+    """Read one split of one dataset into the sample table (see ``detect.data.sample_table``).
 
     Only the fakes of ``spec.manipulations`` are kept (reals always); ``frames_per_video`` frames are
     taken evenly spaced over each video's stored frames; missing files fail with the file named.

@@ -23,14 +23,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from detect.data.datasets import reseed
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.data.views import reseed
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
-from detect.engine.evaluate import predict_table, table_mpd, to_device
 from detect.engine.loggers import build_logger
+from detect.engine.method_contract import Method
 from detect.engine.phases import run_phases
+from detect.engine.predict_loop import predict_table, table_mpd, to_device
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
 from detect.engine.runtime import (
     Runtime,
@@ -42,7 +43,6 @@ from detect.engine.runtime import (
     setup_runtime,
 )
 from detect.evaluation.metrics import compute_metrics
-from detect.methods.base import Method
 from detect.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,9 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Map
     )
     method = instantiate(method_cfg, backbone=backbone_cfg, _recursive_=False, _convert_="all")
     if not isinstance(method, Method):
-        raise TypeError(f"method._target_ must build a detect.methods.base.Method, got {type(method)}")
+        raise TypeError(
+            f"method._target_ must build a detect.engine.method_contract.Method, got {type(method)}"
+        )
     if curriculum_cfg:
         from detect.methods.curriculum import Curriculum
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.base import Method, StepOutput
 from detect.models.backbone import build_backbone
 
 

@@ -62,10 +62,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.base import Method, StepOutput
-from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
+from detect.models.staged_backbone import StagedBackbone
 
 
 def attention_pooling(features: Tensor, attentions: Tensor, norm: str = "l2") -> Tensor:

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.base import Method, StepOutput
-from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
+from detect.models.staged_backbone import StagedBackbone
 
 #: Xception's middle flow (Chollet, CVPR 2017, Fig. 5), removed by SPSL's shallow network.
 XCEPTION_MIDDLE_FLOW = [f"block{i}" for i in range(4, 12)]

@@ -40,10 +40,11 @@ not cited: the paper's text could not be consulted here), and where each lives:
 
 Backbone layout: Xception (``legacy_xception``) uses the authors' split, multi-scale SRM after the entry
 flow's ``conv1`` and ``conv2`` blocks (``act1``, ``act2``), the attention after ``act2``, DCMA after
-``block3`` and ``block7``. Any other chain-like backbone (:class:`~detect.methods.staged.StagedBackbone`)
-gets the same pattern by output stride: multi-scale SRM after the last layers of the first two strides,
-the attention after the first, DCMA after the first and the middle layer at stride 16 (or the last layers
-at strides 8 and 16 when stride 16 has one layer). ``layout`` names the layers explicitly.
+``block3`` and ``block7``. Any other chain-like backbone
+(:class:`~detect.models.staged_backbone.StagedBackbone`) gets the same pattern by output stride: multi-scale
+SRM after the last layers of the first two strides, the attention after the first, DCMA after the first and
+the middle layer at stride 16 (or the last layers at strides 8 and 16 when stride 16 has one layer).
+``layout`` names the layers explicitly.
 
 Left out: DeepfakeBench constructs Gaussian noise / smoothing modules it never calls; they are not here.
 """
@@ -58,10 +59,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.base import Method, StepOutput
-from detect.methods.staged import StagedBackbone
 from detect.models.backbone import build_backbone
+from detect.models.staged_backbone import StagedBackbone
 
 #: The three SRM kernels of Luo et al., normalised: KB (1/4), KV (1/12), 2nd order (1/2).
 SRM_KERNELS = np.stack(

@@ -10,8 +10,8 @@ per (image, compression level) and cached (``/work/shared/REFERENCE.md``, sectio
   test script did (it summed the one-channel map and divided by 3·256·256); quality then lies in
   [0, 1/3], which for DFFC's ranking by d + α_f·q amounts to α_f / 3. The cache holds the undivided
   score, so switching it recomputes nothing.
-* ``clip_iqa``: CLIP-IQA as in DPL's VQI (:mod:`detect.quality.indicators`, prompts
-  :data:`~detect.quality.indicators.VQI_PROMPTS`, RN50 with the attention pool's positional embedding
+* ``clip_iqa``: CLIP-IQA as in DPL's VQI (:mod:`detect.quality.clip_indicators`, prompts
+  :data:`~detect.quality.clip_indicators.VQI_PROMPTS`, RN50 with the attention pool's positional embedding
   dropped); quality = score / 100. ``cfg.checkpoint`` = a local open_clip RN50 file (``cfg.model``,
   default ``RN50``; ``cfg.quick_gelu`` for OpenAI's own weights), or ``cfg.allow_random: true`` for the
   tiny random CLIP (synthetic data and tests only: its scores mean nothing). ``cfg.image_size``: the
@@ -52,7 +52,12 @@ from detect.evaluation.perturbations import jpeg_compress
 from detect.quality import classical as classical_mod
 from detect.quality import ifqa as ifqa_mod
 from detect.quality.classical import classical_quality_batch
-from detect.quality.indicators import VQI_PROMPTS, drop_attnpool_positional_embedding, load_clip, score_images
+from detect.quality.clip_indicators import (
+    VQI_PROMPTS,
+    drop_attnpool_positional_embedding,
+    load_clip,
+    score_images,
+)
 from detect.quality.score_cache import ScoreCache, ScoreKey, keys_for_table
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ cfg)`` (``pick_foreground(path)``, then ``(background, landmarks, foreground)``)
 See ``shared/REFERENCE.md``, "Blendfakes: SBI and CBI".
 """
 
+from detect.data.blend.blend_config import HULL_TYPES, BlendConfig
 from detect.data.blend.cbi import CrossBlender, colour_transfer, cross_blend
-from detect.data.blend.config import HULL_TYPES, BlendConfig
 from detect.data.blend.index_cache import load_landmark_index
 from detect.data.blend.landmark_index import LandmarkIndex, landmark_features
 from detect.data.blend.result import BlendResult

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detect.data.blend.config import BlendConfig
+from detect.data.blend.blend_config import BlendConfig
 from detect.data.blend.landmark_index import LandmarkIndex
 from detect.data.blend.masks import dynamic_blend, random_hull_mask, warp_source_and_mask
 from detect.data.blend.result import BlendResult

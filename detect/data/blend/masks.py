@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detect.data.blend.config import BlendConfig
+from detect.data.blend.blend_config import BlendConfig
 
 # ---------------------------------------------------------------- landmark hulls (Face X-ray)
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from detect.data.index import resolve_frame_path, write_index
 from detect.data.preprocess.crop import CROP_MODES, apply_affine, crop_matrix, warp
-from detect.data.preprocess.faces import (
+from detect.data.preprocess.face_detection import (
     FaceModelConfig,
     FaceModels,
     LandmarkPredictor,

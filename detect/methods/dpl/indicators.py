@@ -25,7 +25,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.modified_resnet import ModifiedResNet
 
 from detect.quality.binning import DESCENDING, QuantileBinner, bin_by_intervals
-from detect.quality.indicators import (
+from detect.quality.clip_indicators import (
     FII_PROMPTS,
     VQI_PROMPTS,
     clip_iqa_score,
@@ -42,7 +42,7 @@ class StepIndicators:
     """VQI and FII on one CLIP model (paper) or two (``fii_model``: the code's ViT-B/32), with binning.
 
     ``mean``/``std``: the detector input's normalisation, undone before CLIP's own. With no checkpoint,
-    ``allow_random`` builds the tiny randomly initialised CLIP of :mod:`detect.quality.indicators` (the
+    ``allow_random`` builds the tiny randomly initialised CLIP of :mod:`detect.quality.clip_indicators` (the
     synthetic benchmark and tests only); quantile binning is then forced so every step count occurs.
     """
 

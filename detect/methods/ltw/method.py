@@ -29,12 +29,12 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 
+from detect.data.datasets import MetaPairDataset
 from detect.data.images import read_rgb
 from detect.data.transforms import Pipeline
-from detect.data.views import MetaPairDataset
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.base import Method, StepOutput
 from detect.methods.ltw.losses import sample_losses
 from detect.methods.ltw.meta_split import meta_split
 from detect.methods.ltw.weight_net import WeightNetwork

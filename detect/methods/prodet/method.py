@@ -25,8 +25,8 @@ from detect.data.anchor_tuples import AnchorTupleDataset
 from detect.data.blend import BlendConfig
 from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.base import Method, StepOutput
 from detect.methods.prodet.losses import (
     bridge,
     bridge_ratios,

@@ -8,11 +8,11 @@ The wrapped detector keeps its own model, losses and optimisation step; the curr
 * records each trained sample's loss during the training pass (``StepOutput.sample_losses`` keyed by the
   batch's dataset indices) with the learning rate of that step, gathers them from every process at the end
   of the epoch (so under DDP the hardness table equals a single process's), and updates the dynamic hardness
-  of the hard pool (Eqs. 1–2, :mod:`detect.curriculum.hardness`);
+  of the hard pool (Eqs. 1–2, :mod:`detect.methods.curriculum.hardness`);
 * adds the static quality prior q = 1 − quality (IFQA, CLIP-IQA or a classical score, computed once per
   dataset through the score cache) into DFH (Eq. 3);
-* chooses each epoch's pool (Algorithm 1, :mod:`detect.curriculum.pacing`): everything up to T0, then the k
-  hardest ∪ the E easiest through the light augmentation DA (``PoolDataset``'s second half).
+* chooses each epoch's pool (Algorithm 1, :mod:`detect.methods.curriculum.pacing`): everything up to T0,
+  then the k hardest ∪ the E easiest through the light augmentation DA (``PoolDataset``'s second half).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from detect.curriculum.analysis import dfh_curve_figure, extreme_faces_grid, top_bottom_metrics
-from detect.curriculum.hardness import HardnessTable
-from detect.curriculum.pacing import Pool, babystep_pool, dffc_pool
+from detect.data.datasets import FrameDataset, PoolDataset
 from detect.data.transforms import Pipeline
-from detect.data.views import FrameDataset, PoolDataset
 from detect.engine.context import StepContext
+from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.base import Method, StepOutput
+from detect.methods.curriculum.hardness import HardnessTable
+from detect.methods.curriculum.hardness_report import dfh_curve_figure, extreme_faces_grid, top_bottom_metrics
+from detect.methods.curriculum.pacing import Pool, babystep_pool, dffc_pool
 
 KINDS = ("dffc", "babystep", "vanilla")
 

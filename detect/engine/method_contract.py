@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from detect.data.datasets import FrameDataset
 from detect.data.transforms import Pipeline
-from detect.data.views import FrameDataset
 from detect.engine.context import StepContext
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
 

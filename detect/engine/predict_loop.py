@@ -12,8 +12,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from detect.data.datasets import FrameDataset
 from detect.data.transforms import Pipeline
-from detect.data.views import FrameDataset
 from detect.engine.runtime import Runtime
 from detect.evaluation.perturbations import build_perturbation, draw_keys
 from detect.evaluation.regularity import mean_perturbed_distance

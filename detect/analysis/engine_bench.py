@@ -173,7 +173,7 @@ def bench_overrides(backbone: str, opts: BenchOptions, out_dir: Path) -> list[st
 
 def preload_batches(dataset, batch: int, count: int, runtime) -> list[dict]:
     """``count`` collated training batches (augmented, as the engine's loader yields them) on the device."""
-    from detect.engine.evaluate import to_device
+    from detect.engine.predict_loop import to_device
 
     n = len(dataset)
     out = []
@@ -280,7 +280,7 @@ class Contenders:
         non-finite check, ``end_iteration``, schedulers, ``float(loss)``, logging, progress bar); the best
         of ``repeats`` runs of an empty epoch and of a ``steps``-batch epoch give the two figures.
         """
-        from detect.methods.base import StepOutput
+        from detect.engine.method_contract import StepOutput
 
         tr = self.trainer
         out = StepOutput(torch.zeros((), device=self.device), {}, None, None)

@@ -1,0 +1,1 @@
+"""Analysis outside the training core: figures, run loading, PNG saving, the engine benchmark."""

@@ -1,1 +1,0 @@
-"""Training curricula that plug into any single-frame detector (DFFC, DIH, BabyStep)."""
