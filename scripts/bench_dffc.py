@@ -100,10 +100,10 @@ def measure_steps(cfg, args: argparse.Namespace) -> tuple[dict, torch.device]:
     """Baseline vs DFFC step, the wrapper's own cost, and the per-epoch work at ``args.n_samples``; and the
     device they ran on."""
     from detect.engine.context import StepContext
+    from detect.engine.method_builder import build_method
     from detect.engine.method_contract import StepOutput
     from detect.engine.predict_loop import to_device
     from detect.engine.runtime import setup_runtime
-    from detect.engine.trainer import build_method
     from detect.methods.curriculum.hardness import HardnessTable
     from detect.methods.curriculum.wrapper import Curriculum
 

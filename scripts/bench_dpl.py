@@ -27,8 +27,8 @@ KINDS = {"baseline": ("dpl_baseline", 1), "stage1": ("dpl", 1), "stage2": ("dpl"
 def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:
     from detect.analysis.engine_bench import compose_config
     from detect.engine.context import StepContext
+    from detect.engine.method_builder import build_method
     from detect.engine.runtime import setup_runtime
-    from detect.engine.trainer import build_method
 
     torch.set_num_threads(1)
     name, stage = KINDS[kind]

@@ -49,8 +49,8 @@ def _config(kind: str, backbone: str, size: int, device: str):
 
 def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:
     from detect.engine.context import StepContext
+    from detect.engine.method_builder import build_method
     from detect.engine.runtime import setup_runtime
-    from detect.engine.trainer import build_method
 
     torch.set_num_threads(1)
     cfg = _config(kind, backbone, size, device)

@@ -64,7 +64,7 @@ def test_ff_overrides_and_real_data_paths(tmp_path):
 
 
 def test_scale_paper_requires_weights_decision(tmp_path):
-    from detect.engine.trainer import check_pretrained
+    from detect.engine.run_config import check_pretrained
 
     cfg = compose(["+scale=paper"])
     with pytest.raises(ValueError, match=r"backbone\.pretrained=/path/to/.*or backbone\.pretrained=false"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import compose
 
-from detect.engine.trainer import build_method
+from detect.engine.method_builder import build_method
 from detect.methods.mat import AGDA, MAT, attention_pooling, regional_independence_loss
 from detect.methods.spsl import SPSL, phase_spectrum
 from detect.methods.srm import SRM, XCEPTION_LAYOUT, MultiScaleSRM, SRMFilter, am_softmax_loss, srm_kernels

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import compose
 
-from detect.engine.trainer import build_method
+from detect.engine.method_builder import build_method
 from detect.methods.dpl.losses import (
     discounted_returns,
     entropy,
@@ -279,7 +279,7 @@ def test_indicator_scores_cached_per_image_and_compression_level(tmp_path):
 
     def load(path, q):
         from detect.data.images import read_rgb
-        from detect.evaluation.perturbations import jpeg_compress
+        from detect.data.jpeg import jpeg_compress
 
         loads.append((path, q))
         img = read_rgb(path)

@@ -12,7 +12,7 @@ import pytest
 from conftest import CONF, compose
 
 from detect.data.protocol import protocol_sets
-from detect.engine.trainer import variant_means
+from detect.engine.scoring import variant_means
 from detect.tables.builder import TableSpec
 from detect.tables.paper_numbers import load_paper_table
 

@@ -21,7 +21,7 @@ from conftest import compose, train_in_process
 from omegaconf import OmegaConf
 
 from detect.data.datasets import FrameDataset
-from detect.engine.trainer import build_method
+from detect.engine.method_builder import build_method
 from detect.evaluation.perturbations import build_perturbation
 
 REPO = Path(__file__).resolve().parents[1]

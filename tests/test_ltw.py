@@ -136,7 +136,7 @@ def test_meta_loss_is_unweighted():
 def _step_model(name: str, **overrides):
     from conftest import compose
 
-    from detect.engine.trainer import build_method
+    from detect.engine.method_builder import build_method
 
     cfg = compose([f"method={name}", "+scale=smoke", "backbone.input_size=32"])
     torch.manual_seed(0)

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+from detect.data.jpeg import jpeg_compress
 from detect.evaluation.perturbations import (
     RandomJpeg,
     apply_perturbation,
     available_perturbations,
     build_perturbation,
-    jpeg_compress,
     register_perturbation,
 )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import compose
 
-from detect.engine.trainer import build_method
+from detect.engine.method_builder import build_method
 from detect.methods.prodet.losses import (
     bridge,
     bridge_ratios,

@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 from detect.analysis import prodet_figures as F
 from detect.data.anchor_tuples import TUPLE_ANCHORS
+from detect.engine.method_builder import build_method
 from detect.engine.predict_loop import map_table
-from detect.engine.trainer import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 N_TUPLES = 6

@@ -14,7 +14,7 @@ import pytest
 import skimage.data
 import torch
 
-from detect.evaluation.perturbations import jpeg_compress
+from detect.data.jpeg import jpeg_compress
 from detect.quality import classical, priors
 from detect.quality.clip_indicators import (
     VQI_PROMPTS,

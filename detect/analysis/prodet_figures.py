@@ -54,10 +54,10 @@ from detect.data.anchor_tuples import TUPLE_ANCHORS, AnchorTupleDataset
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import Pipeline, build_pipeline
 from detect.engine.checkpoint import BEST, LAST, load_checkpoint
+from detect.engine.method_builder import build_method
 from detect.engine.method_contract import Method
 from detect.engine.predict_loop import map_table, predict_table
 from detect.engine.runtime import Runtime, setup_runtime
-from detect.engine.trainer import build_method
 from detect.evaluation.metrics import frame_metrics
 from detect.evaluation.perturbations import Perturbation, build_perturbation, draw_keys
 from detect.evaluation.predictions import read_predictions

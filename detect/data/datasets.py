@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from detect.data.images import read_rgb
+from detect.data.jpeg import jpeg_compress
 from detect.data.transforms import Pipeline
-from detect.evaluation.perturbations import jpeg_compress
 
 log = logging.getLogger(__name__)
 

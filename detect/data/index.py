@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from detect.data.sample_table import COLUMNS, validate_table
+from detect.data.subsets import apply_subset
 
 COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS = ("train", "val", "test")
@@ -256,9 +257,7 @@ def load_split(
             )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if spec.subset:
-        from detect.data.subsets import apply_subset
-
-        table = apply_subset(table, spec.subset, spec)
+        table = apply_subset(table, spec.subset, spec.name)
     if check_files:
         _check_files(table, spec.index)
     return validate_table(table.reset_index(drop=True))

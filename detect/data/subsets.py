@@ -10,12 +10,8 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
 import pandas as pd
-
-if TYPE_CHECKING:
-    from detect.data.index import DatasetSpec
 
 
 def _stem(name: str) -> str:
@@ -38,11 +34,12 @@ def last_real_videos(table: pd.DataFrame, n: int, metadata: str) -> pd.DataFrame
     return table[(is_real & table["video_id"].isin(keep)) | (~is_real & keep_fake)]
 
 
-def apply_subset(table: pd.DataFrame, subset: Mapping, spec: DatasetSpec) -> pd.DataFrame:
-    """Apply the subset a dataset config names under ``subset`` (only on the split it names)."""
+def apply_subset(table: pd.DataFrame, subset: Mapping, dataset: str) -> pd.DataFrame:
+    """Apply the subset the config of ``dataset`` (its name, for errors) names under ``subset`` (only on the
+    split it names)."""
     kind = subset.get("kind")
     if subset.get("split") and (table.empty or table["split"].iloc[0] != subset["split"]):
         return table
     if kind == "last_real_videos":
         return last_real_videos(table, int(subset["n"]), str(subset["metadata"]))
-    raise ValueError(f"dataset {spec.name!r}: unknown subset kind {kind!r} (known: 'last_real_videos')")
+    raise ValueError(f"dataset {dataset!r}: unknown subset kind {kind!r} (known: 'last_real_videos')")

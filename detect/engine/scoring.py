@@ -1,19 +1,89 @@
-"""``eval.py``: rebuild a trained method from its checkpoint and score it on any protocol's test sets."""
+"""Scoring a method on a protocol's test sets, the one evaluation ``train.py`` (``Trainer.test``) and
+``eval.py`` (:func:`evaluate_checkpoint`: rebuild a trained method from its checkpoint) share."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
 from detect.engine.checkpoint import load_checkpoint
 from detect.engine.loggers import build_logger
-from detect.engine.report import format_metrics_table, git_commit, write_results
-from detect.engine.runtime import cleanup, seed_everything, setup_runtime
-from detect.engine.trainer import absolute_paths, build_method, evaluate_sets
+from detect.engine.method_builder import build_method
+from detect.engine.predict_loop import predict_table, table_mpd
+from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
+from detect.engine.run_config import absolute_paths
+from detect.engine.runtime import Runtime, cleanup, seed_everything, setup_runtime
+from detect.evaluation.metrics import compute_metrics
+
+
+def evaluate_sets(
+    method,
+    test_sets: Mapping,
+    tables: Mapping,
+    pipeline,
+    runtime: Runtime,
+    cfg: DictConfig,
+    run_dir: Path,
+    logger=None,
+) -> dict:
+    """Predict and score every test set; predictions are saved per set."""
+    metrics = {}
+    tr = cfg.trainer
+    for name, spec in test_sets.items():
+        preds = predict_table(
+            method,
+            tables[f"test/{name}"],
+            pipeline,
+            runtime,
+            int(tr.eval_batch_size),
+            int(cfg.runtime.num_workers),
+            spec.perturbation,
+            tr.limit_eval_batches,
+            desc=f"test {name}",
+            progress=tr.progress,
+        )
+        metrics[name] = compute_metrics(preds)
+        if spec.mpd_draws:
+            metrics[name]["mpd"] = table_mpd(
+                method,
+                tables[f"test/{name}"],
+                pipeline,
+                runtime,
+                int(tr.eval_batch_size),
+                int(cfg.runtime.num_workers),
+                spec.perturbation,
+                spec.mpd_draws,
+                tr.limit_eval_batches,
+                progress=tr.progress,
+            )
+        if runtime.is_main:
+            save_predictions(run_dir, name, preds)
+            if logger is not None:
+                logger.log_roc(name, preds["label"].to_numpy(), preds["prob"].to_numpy())
+    return {**metrics, **variant_means(test_sets, metrics)}
+
+
+def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Per set with test variants (``protocol.test_variants``), the mean of each numeric metric over its
+    variants, plus ``n_variants``."""
+    groups: dict[str, list[str]] = {}
+    for name, spec in test_sets.items():
+        if getattr(spec, "group", None):
+            groups.setdefault(spec.group, []).append(name)
+    out = {}
+    for group, names in groups.items():
+        keys = [k for k, v in metrics[names[0]].items() if isinstance(v, int | float)]
+        out[group] = {
+            k: float(np.mean([metrics[n][k] for n in names if metrics[n].get(k) is not None])) for k in keys
+        }
+        out[group]["n_variants"] = len(names)
+    return out
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:

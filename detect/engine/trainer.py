@@ -11,15 +11,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -29,10 +28,11 @@ from detect.data.transforms import build_pipeline
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
 from detect.engine.loggers import build_logger
-from detect.engine.method_contract import Method
+from detect.engine.method_builder import build_method
 from detect.engine.phases import run_phases
-from detect.engine.predict_loop import predict_table, table_mpd, to_device
-from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
+from detect.engine.predict_loop import predict_table, to_device
+from detect.engine.report import format_metrics_table, git_commit, write_results
+from detect.engine.run_config import absolute_paths, check_pretrained
 from detect.engine.runtime import (
     Runtime,
     cleanup,
@@ -42,58 +42,11 @@ from detect.engine.runtime import (
     set_rng_state,
     setup_runtime,
 )
+from detect.engine.scoring import evaluate_sets
 from detect.evaluation.metrics import compute_metrics
 from detect.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-def absolute_paths(cfg: DictConfig) -> None:
-    """Make ``cfg.paths.*`` absolute against the launch directory (Hydra does not chdir)."""
-    with open_dict(cfg):
-        for key in list(cfg.paths):
-            cfg.paths[key] = to_absolute_path(str(cfg.paths[key]))
-
-
-def check_pretrained(cfg: DictConfig) -> None:
-    """``scale=paper`` leaves ``backbone.pretrained`` undecided (null): a path, or false on purpose."""
-    if cfg.backbone.get("pretrained", False) is None:
-        raise ValueError(
-            f"scale=paper trains from ImageNet weights, which cannot be downloaded here: pass "
-            f"backbone.pretrained=/path/to/{cfg.backbone.get('timm_name', 'backbone')}.safetensors "
-            "(a local file), or backbone.pretrained=false to train from scratch on purpose."
-        )
-
-
-def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Mapping | None = None) -> Method:
-    """Instantiate ``cfg.method`` (its ``_target_``) with the backbone config; plain containers inside.
-    With ``cfg.curriculum`` (DFFC, DIH, BabyStep, vanilla: ``conf/curriculum/``) the detector is wrapped in
-    :class:`detect.methods.curriculum.Curriculum`."""
-    method_cfg = (
-        OmegaConf.to_container(method_cfg, resolve=True)
-        if isinstance(method_cfg, DictConfig)
-        else dict(method_cfg)
-    )
-    backbone_cfg = (
-        OmegaConf.to_container(backbone_cfg, resolve=True)
-        if isinstance(backbone_cfg, DictConfig)
-        else dict(backbone_cfg)
-    )
-    method = instantiate(method_cfg, backbone=backbone_cfg, _recursive_=False, _convert_="all")
-    if not isinstance(method, Method):
-        raise TypeError(
-            f"method._target_ must build a detect.engine.method_contract.Method, got {type(method)}"
-        )
-    if curriculum_cfg:
-        from detect.methods.curriculum import Curriculum
-
-        cur = (
-            OmegaConf.to_container(curriculum_cfg, resolve=True)
-            if isinstance(curriculum_cfg, DictConfig)
-            else dict(curriculum_cfg)
-        )
-        method = Curriculum(method, **cur)
-    return method
 
 
 def _sample_paths(row_tensors: list, table) -> list[str]:
@@ -327,7 +280,16 @@ class Trainer:
             )
         return np.asarray(labels)
 
-    def _train_epoch(self, epoch: int) -> dict:
+    def make_loader(self, epoch: int) -> DataLoader:
+        """This process's training ``DataLoader`` of ``epoch``, as :meth:`fit` builds it (benchmarks)."""
+        return self._loader(epoch)
+
+    def train_epoch(self, epoch: int, batches: Iterable[Mapping] | None = None) -> dict:
+        """One training epoch exactly as :meth:`fit` runs it; ``batches`` (e.g. pre-loaded on the device)
+        replace the epoch's loader. Returns the epoch's loss, batch count, time and data wait."""
+        return self._train_epoch(epoch, batches)
+
+    def _train_epoch(self, epoch: int, batches: Iterable[Mapping] | None = None) -> dict:
         rt, tr, ctx = self.runtime, self.cfg.trainer, self.ctx
         epoch_seed = derived_seed(self.cfg.seed, epoch, rt.rank)
         seed_everything(epoch_seed)
@@ -335,7 +297,7 @@ class Trainer:
         ctx.epoch = epoch
         self.method.train()
         self.method.on_epoch_start(epoch, self.train_dataset, ctx)
-        loader = self._loader(epoch)
+        loader = self._loader(epoch) if batches is None else batches
         window = LossWindow(self.tables["train"])
         n_batches, t0, data_t = 0, time.perf_counter(), 0.0
         bar = tqdm(
@@ -524,70 +486,6 @@ class Trainer:
             print(format_metrics_table(metrics, header), flush=True)
         self.logger.finish()
         return results
-
-
-def evaluate_sets(
-    method,
-    test_sets: Mapping,
-    tables: Mapping,
-    pipeline,
-    runtime: Runtime,
-    cfg: DictConfig,
-    run_dir: Path,
-    logger=None,
-) -> dict:
-    """Predict and score every test set; predictions are saved per set."""
-    metrics = {}
-    tr = cfg.trainer
-    for name, spec in test_sets.items():
-        preds = predict_table(
-            method,
-            tables[f"test/{name}"],
-            pipeline,
-            runtime,
-            int(tr.eval_batch_size),
-            int(cfg.runtime.num_workers),
-            spec.perturbation,
-            tr.limit_eval_batches,
-            desc=f"test {name}",
-            progress=tr.progress,
-        )
-        metrics[name] = compute_metrics(preds)
-        if spec.mpd_draws:
-            metrics[name]["mpd"] = table_mpd(
-                method,
-                tables[f"test/{name}"],
-                pipeline,
-                runtime,
-                int(tr.eval_batch_size),
-                int(cfg.runtime.num_workers),
-                spec.perturbation,
-                spec.mpd_draws,
-                tr.limit_eval_batches,
-                progress=tr.progress,
-            )
-        if runtime.is_main:
-            save_predictions(run_dir, name, preds)
-            if logger is not None:
-                logger.log_roc(name, preds["label"].to_numpy(), preds["prob"].to_numpy())
-    return {**metrics, **variant_means(test_sets, metrics)}
-
-
-def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[str, dict]:
-    """Per set with test variants (``protocol.test_variants``), the mean of each numeric metric over its
-    variants, plus ``n_variants``."""
-    groups: dict[str, list[str]] = {}
-    for name, spec in test_sets.items():
-        if getattr(spec, "group", None):
-            groups.setdefault(spec.group, []).append(name)
-    out = {}
-    for group, names in groups.items():
-        keys = [k for k, v in metrics[names[0]].items() if isinstance(v, int | float)]
-        out[group] = {
-            k: float(np.mean([metrics[n][k] for n in names if metrics[n].get(k) is not None])) for k in keys
-        }
-        out[group]["n_variants"] = len(names)
-    return out
 
 
 def train_once(

@@ -22,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detect.data.jpeg import jpeg_compress
+
 Perturbation = Callable[[np.ndarray, int], np.ndarray]
 PerturbationFactory = Callable[..., Perturbation]
 
@@ -106,16 +108,6 @@ def _check_quality(q: int, what: str) -> int:
     if not 1 <= int(q) <= 100 or int(q) != q:
         raise ValueError(f"{what} must be an integer JPEG quality in [1, 100], got {q}")
     return int(q)
-
-
-def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode and decode ``image`` (HWC uint8 RGB) as JPEG at ``quality`` with OpenCV (which works in BGR)."""
-    _check_image(image)
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV failed to JPEG-encode an image of shape {image.shape}")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @register_perturbation("jpeg")

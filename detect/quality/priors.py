@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 
 from detect.data.images import read_rgb
-from detect.evaluation.perturbations import jpeg_compress
+from detect.data.jpeg import jpeg_compress
 from detect.quality import classical as classical_mod
 from detect.quality import ifqa as ifqa_mod
 from detect.quality.classical import classical_quality_batch

@@ -33,11 +33,11 @@ from torch import nn
 
 from detect.data.datasets import MultiQualityDataset
 from detect.data.images import read_rgb
+from detect.data.jpeg import jpeg_compress
 from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.evaluation.perturbations import jpeg_compress
 from detect.methods.dpl.indicators import KINDS, StepIndicators
 from detect.methods.dpl.losses import (
     discounted_returns,
