@@ -55,7 +55,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from detect.analysis.engine_bench import alternate, compose_config, sync_device
+from detect.analysis.engine_bench import compose_config
+from detect.analysis.timing import alternate, sync_device
 
 GOAL_RATIO = 1.05
 PRIORS = ("classical", "clip_iqa", "ifqa")

@@ -27,7 +27,7 @@ log-odds log P(fake)/P(real), whose gradient is P(fake)'s divided by P(fake)(1 -
 normalised map is P(fake)'s without its vanishing where P(fake) saturates; Figs. 10-11 score a seeded
 sample of training frames at the qualities training fed them in its first epoch (the stored frame and
 the JPEG re-compressions of ``method.qualities``), with which the bins were fitted. Everything is seeded.
-Runs are loaded, and PNGs written, with :mod:`detect.analysis.prodet_figures`' helpers.
+Runs are loaded with :mod:`detect.analysis.runs`, PNGs written with :mod:`detect.analysis.png`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
-from detect.analysis.prodet_figures import Run, _save, grad_cam, load_run, tsne_embedding
+from detect.analysis.gradcam import grad_cam
+from detect.analysis.png import save_figure
+from detect.analysis.runs import Run, load_run
+from detect.analysis.tsne import tsne_embedding
 from detect.data.datasets import FrameDataset, MultiQualityDataset
 from detect.data.protocol import load_sets, protocol_sets
 from detect.data.transforms import Pipeline
@@ -217,7 +221,7 @@ def plot_robustness(curves: Sequence[Curves], path: str | Path, metric: str = "f
     axes[0].legend(fontsize=7)
     caveat = f" ({SYNTHETIC_CAVEAT})" if any("synthetic" in c.data for c in curves) else ""
     fig.suptitle(f"Fig. 7: {metric_label(metric)} under unseen perturbations{caveat}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- Fig. 8: t-SNE ----------------------------------------------------------------------------------
@@ -289,7 +293,7 @@ def plot_tsne(scatters: Sequence[Scatter], path: str | Path, test_set: str = "")
         ax.set_yticks([])
         ax.legend(fontsize=7, markerscale=1.5)
     fig.suptitle(f"Fig. 8: t-SNE of the fused features{f' ({test_set})' if test_set else ''}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- Fig. 9: Grad-CAM -------------------------------------------------------------------------------
@@ -303,25 +307,17 @@ def backbone_output(method: DPL, fmap: torch.Tensor) -> Iterator[None]:
         del method.backbone.forward_features
 
 
-class CamView:
-    """A DPL model seen through ProDet's :func:`grad_cam`: ``feature_map`` is the backbone's last feature
-    map of ``images``; ``classifier`` runs the rest of the evaluation forward (``forward_eval`` with the
-    test-time step counts of ``images``) from a given map and returns [N, 2] whose column 1 is the
+class CamView(nn.Module):
+    """A DPL model seen through :func:`detect.analysis.gradcam.grad_cam`: ``feature_map`` is the backbone's
+    last feature map of ``images``; ``classifier`` runs the rest of the evaluation forward (``forward_eval``
+    with the test-time step counts of ``images``) from a given map and returns [N, 2] whose column 1 is the
     log-odds log P(fake)/P(real) (column 0 its negative)."""
 
     def __init__(self, method: DPL, images: torch.Tensor) -> None:
+        super().__init__()
         self.method, self.images = method, images
         self.steps = method.test_steps(images)
-
-    @property
-    def training(self) -> bool:
-        return self.method.training
-
-    def eval(self) -> None:
-        self.method.eval()
-
-    def train(self, mode: bool = True) -> None:
-        self.method.train(mode)
+        self.train(method.training)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.method.backbone.forward_features(images)
@@ -426,7 +422,7 @@ def plot_gradcam(
         f"{f' ({test_set})' if test_set else ''}",
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- Figs. 10-11: indicator levels ------------------------------------------------------------------
@@ -551,7 +547,7 @@ def plot_levels(levels: Levels, path: str | Path, label: str = "") -> Path:
         sub.suptitle(f"{number}: training faces per {name} level ({k} steps)", fontsize=9)
     if label:
         fig.suptitle(label, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- command line -----------------------------------------------------------------------------------

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import CONF
+from helpers import CONF
 
-from detect.analysis.engine_bench import main
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.e2e  # trains a tiny model for a few steps
+
 
 POSITIVE = [
     "train_ips_engine",
@@ -39,6 +44,7 @@ def test_bench_prints_one_json_line(tmp_path: Path, capsys) -> None:
     argv += ["--rounds", "2", "--warmup", "1", "--loader-rounds", "1", "--data-size", "64"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--override", "trainer.progress=false"]
     argv += ["--override", "runtime.device=cpu"]
+    main = runpy.run_path(str(REPO / "scripts" / "bench.py"), run_name="bench")["main"]
     returned = main(argv, config_dir=CONF)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1, lines

@@ -9,8 +9,11 @@ import runpy
 import sys
 
 import cv2
+import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
+
+pytestmark = pytest.mark.e2e  # trains a tiny model for a few steps
 
 
 def test_bench_dffc_prints_one_json_line(monkeypatch, capsys) -> None:

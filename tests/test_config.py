@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
+from helpers import CONF, compose
 from omegaconf import OmegaConf
 
 TEST_CONF = Path(__file__).parent / "conf"

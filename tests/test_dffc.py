@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from detect.engine.trainer import Trainer
 from detect.methods.curriculum.hardness_report import (
@@ -76,6 +76,7 @@ def _run(ff_fixture, tmp_path, preset: str, *extra: str):
     return trainer, seen
 
 
+@pytest.mark.e2e
 def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixture, tmp_path):
     trainer, seen = _run(ff_fixture, tmp_path, "dffc")
     cur, n = trainer.method, trainer.method.table.n
@@ -116,6 +117,7 @@ def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixt
     )
 
 
+@pytest.mark.e2e
 def test_an_interrupted_dffc_run_resumes_its_curriculum(ff_fixture, tmp_path):
     """4 epochs straight == 2 epochs (interrupted after the first shrunk pool), then resume=auto: the same
     hardness table, history, k and weights (the pool of epochs 3-4 depends on all of them)."""
@@ -138,6 +140,7 @@ def test_an_interrupted_dffc_run_resumes_its_curriculum(ff_fixture, tmp_path):
         assert torch.equal(value, b["method"][key]), key
 
 
+@pytest.mark.e2e
 def test_dih_ignores_the_quality_prior(ff_fixture, tmp_path):
     trainer, _ = _run(ff_fixture, tmp_path, "dih")
     cur = trainer.method
@@ -145,6 +148,7 @@ def test_dih_ignores_the_quality_prior(ff_fixture, tmp_path):
     assert np.array_equal(cur.table.dfh(), cur.table.d)
 
 
+@pytest.mark.e2e
 def test_without_da_the_easy_pool_is_trained_plain_and_never_updates_the_hardness(ff_fixture, tmp_path):
     trainer, seen = _run(ff_fixture, tmp_path, "dffc_no_da")
     cur, n = trainer.method, trainer.method.table.n
@@ -158,6 +162,7 @@ def test_without_da_the_easy_pool_is_trained_plain_and_never_updates_the_hardnes
     assert not np.allclose(hist[3][cur.pool.hard], hist[2][cur.pool.hard])
 
 
+@pytest.mark.e2e
 def test_babystep_pools_are_static_quality_hardness_growing_at_the_milestones(ff_fixture, tmp_path):
     trainer, seen = _run(ff_fixture, tmp_path, "babystep")
     cur, n = trainer.method, trainer.method.table.n
@@ -168,6 +173,7 @@ def test_babystep_pools_are_static_quality_hardness_growing_at_the_milestones(ff
     assert not cur.table.seen.any()  # losses never enter BabyStep's hardness
 
 
+@pytest.mark.e2e
 def test_vanilla_trains_everything_every_epoch(ff_fixture, tmp_path):
     trainer, seen = _run(ff_fixture, tmp_path, "vanilla")
     n = trainer.method.table.n

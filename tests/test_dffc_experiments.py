@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
+from helpers import CONF, compose
 from omegaconf import OmegaConf
 
 from detect.tables.builder import METRIC_ROW_KEY, Run, TableSpec, build_table, render_markdown

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from detect.engine.method_builder import build_method
 from detect.methods.dpl.losses import (

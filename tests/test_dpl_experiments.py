@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
+from helpers import CONF, compose
 
 from detect.data.protocol import protocol_sets
 from detect.engine.scoring import variant_means

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as nnf
-from conftest import compose, train_in_process
+from helpers import compose, train_in_process
 from omegaconf import OmegaConf
 
 from detect.data.datasets import FrameDataset
@@ -172,6 +172,7 @@ def baseline(run):
     return dataclasses.replace(run, method=method, config=config, run_dir=run.run_dir.parent / "baseline")
 
 
+@pytest.mark.e2e
 def test_a_run_loads_from_its_folder_or_its_job(run, run_dir, tmp_path):
     assert run.checkpoint == run_dir / "checkpoints" / "best.pt" and not run.method.training
     assert run.label == "dpl_no_stage2 (dpl)" and bool(run.method.bins_fitted)
@@ -191,6 +192,7 @@ def _inputs(run, frames, perturbation=None) -> torch.Tensor:
     return torch.stack([data[i]["image"] for i in range(len(data))])
 
 
+@pytest.mark.e2e
 def test_the_default_test_set_and_its_perturbation(baseline):
     noise = {"name": "dpl_noise", "level": 5, "seed": 0}
     tests = {"in_domain": None, "noisy": {"split": "test", "perturbation": noise}, "plain": {"split": "test"}}
@@ -212,6 +214,7 @@ def test_the_default_test_set_and_its_perturbation(baseline):
     )
 
 
+@pytest.mark.e2e
 def test_tsne_embeds_the_fused_features_of_both_runs(run, baseline, tmp_path):
     name, scatters = F.tsne_scatters([run, baseline], max_images=100, seed=0)
     assert name == "FF++" and [s.label for s in scatters] == [run.label, "dpl_baseline (baseline)"]
@@ -254,11 +257,16 @@ def _reference_cam(method, x: torch.Tensor) -> torch.Tensor:
         method.zero_grad(set_to_none=True)
     assert torch.allclose(prob.detach(), method.predict(x), atol=1e-6)
     fmap = seen["F"]
-    cam = torch.relu((fmap.grad.mean(dim=(2, 3), keepdim=True) * fmap).sum(1, keepdim=True))
-    cam = nnf.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    cam = torch.relu((fmap.grad.mean(dim=(2, 3), keepdim=True) * fmap).sum(1, keepdim=True)).detach()
+    # the grad-cam package's scaling: [0, 1] by the map's own minimum and maximum, then resized
+    cam = cam - cam.flatten(1).amin(1)[:, None, None, None]
+    cam = cam / (1e-7 + cam.flatten(1).amax(1)[:, None, None, None])
+    cam = nnf.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = cam - cam.flatten(1).amin(1)[:, None, None]  # and once more after resizing
+    return cam / (1e-7 + cam.flatten(1).amax(1)[:, None, None])
 
 
+@pytest.mark.e2e
 def test_gradcam_of_fake_faces_per_manipulation(run, baseline, tmp_path):
     name, faces, panels = F.gradcam_panels([run, baseline], PER_MANIPULATION)
     assert name == "FF++" and faces["domain"].tolist() == ["DF", "DF", "F2F", "F2F"]
@@ -282,6 +290,7 @@ def test_gradcam_of_fake_faces_per_manipulation(run, baseline, tmp_path):
     _png(F.plot_gradcam(faces, panels, tmp_path / "cam.png", name), (1.5 * 4 + 0.4, 1.6 * 3 + 0.5))
 
 
+@pytest.mark.e2e
 def test_levels_use_the_fitted_bins_on_the_training_frames(run, tmp_path):
     levels = F.level_examples(run, per_level=2, max_images=1000, seed=0)
     q = len(run.method.qualities)
@@ -315,11 +324,13 @@ def test_levels_use_the_fitted_bins_on_the_training_frames(run, tmp_path):
     _png(F.plot_levels(levels, tmp_path / "levels.png", run.label), (1.7 * 5 + 0.3, 2 * (1.75 * 2 + 0.7)))
 
 
+@pytest.mark.e2e
 def test_levels_need_indicators(baseline):
     with pytest.raises(TypeError, match="no indicators"):
         F.level_examples(baseline)
 
 
+@pytest.mark.e2e
 def test_model_commands(run_dir, tmp_path):
     common = ["--out", str(tmp_path), "--device", "cpu"]
     tsne = F.main(["tsne", str(run_dir), "--num-workers", "0", *common])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import train_in_process
+from helpers import train_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from detect.engine.checkpoint import load_checkpoint, save_checkpoint
 from detect.engine.trainer import Trainer
@@ -51,6 +51,7 @@ def run(cfg, run_dir: Path) -> tuple[Trainer, dict]:
     return tr, tr.fit()
 
 
+@pytest.mark.e2e
 def test_lr_schedule_per_epoch(ff_fixture, tmp_path):
     cfg = make_cfg(
         ff_fixture,
@@ -69,6 +70,7 @@ def test_lr_schedule_per_epoch(ff_fixture, tmp_path):
     assert tr.specs[0].optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
 
+@pytest.mark.e2e
 def test_lr_schedule_per_step(ff_fixture, tmp_path):
     cfg = make_cfg(
         ff_fixture,
@@ -97,6 +99,7 @@ def _weights(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["method"]
 
 
+@pytest.mark.e2e
 def test_resume_equals_straight_run(ff_fixture, tmp_path):
     """2 epochs straight == 1 epoch (interrupted), then resume=auto for the second epoch; baseline with
     the tiny backbone (BatchNorm), augmentations, shuffling and a per-step schedule included."""
@@ -119,6 +122,7 @@ def test_resume_equals_straight_run(ff_fixture, tmp_path):
     assert any(not torch.equal(a[k], _weights(tmp_path / "other_seed")[k]) for k in a)
 
 
+@pytest.mark.e2e
 def test_selection_uses_validation_only(ff_fixture, tmp_path):
     """With predictions that vary per epoch, the chosen epoch is the validation-best one even though
     another epoch scores higher on the test set."""
@@ -153,6 +157,7 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
     assert saved["best_epoch"] == val_best and saved["seed"] == 0 and saved["config"]["seed"] == 0
 
 
+@pytest.mark.e2e
 def test_nan_loss_names_step_and_samples(ff_fixture, tmp_path):
     cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "+method.nan_at_step=2", "trainer.epochs=1"])
     tr = Trainer(cfg, tmp_path / "run")
@@ -186,6 +191,7 @@ def test_checkpoints_atomic_and_weights_only(tmp_path):
         load_checkpoint(evil)
 
 
+@pytest.mark.e2e
 def test_phases_run_in_order_and_chain_checkpoints(ff_fixture, tmp_path):
     from test_config import SEARCH
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_ff_fixture
+from helpers import write_ff_fixture
 
 from detect.data.index import (
     DatasetSpec,

@@ -134,7 +134,7 @@ def test_meta_loss_is_unweighted():
 
 
 def _step_model(name: str, **overrides):
-    from conftest import compose
+    from helpers import compose
 
     from detect.engine.method_builder import build_method
 
@@ -218,7 +218,7 @@ def test_first_order_keeps_the_weight_gradient_and_drops_the_hessian():
 
 @pytest.mark.e2e
 def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
-    from conftest import train_in_process
+    from helpers import train_in_process
 
     overrides = [
         "method=ltw",
@@ -244,7 +244,7 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 
 @pytest.mark.e2e
 def test_basemodel_only_tests(synthetic_cache, tmp_path):
-    from conftest import train_in_process
+    from helpers import train_in_process
 
     overrides = ["method=ltw_basemodel", "protocol=gid_df23", "+scale=smoke", "trainer.limit_eval_batches=2"]
     trainer = train_in_process(synthetic_cache, tmp_path, overrides)

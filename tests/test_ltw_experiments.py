@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
+from helpers import CONF, compose
 from omegaconf import OmegaConf
 
 from detect.tables.builder import Run, TableSpec, build_table, render_markdown, with_aggregates

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from detect.engine.method_builder import build_method
 from detect.methods.prodet.losses import (

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train_in_process
+from helpers import train_in_process
 
 from detect.data.anchor_tuples import AnchorTupleDataset
 

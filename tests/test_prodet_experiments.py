@@ -5,7 +5,7 @@ the paper table's."""
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, compose
+from helpers import CONF, compose
 
 from detect.tables.builder import TableSpec
 from detect.tables.paper_numbers import load_paper_table

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as nnf
-from conftest import train_in_process
+from helpers import train_in_process
 from omegaconf import OmegaConf
 
-from detect.analysis import prodet_figures as F
+from detect.analysis import confidence, gradcam, held_out, perturbed_distance, plots, robustness, runs, tsne
 from detect.data.anchor_tuples import TUPLE_ANCHORS
 from detect.engine.method_builder import build_method
 from detect.engine.predict_loop import map_table
@@ -45,18 +45,18 @@ def toy_dir(synthetic_cache, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(toy_dir) -> F.Run:
-    return F.load_run(toy_dir, "cpu")
+def run(toy_dir) -> runs.Run:
+    return runs.load_run(toy_dir, "cpu")
 
 
 @pytest.fixture(scope="module")
-def tuples(run) -> F.AnchorTuples:
-    return F.held_out_tuples(run, N_TUPLES, split="test", seed=0)
+def tuples(run) -> held_out.AnchorTuples:
+    return held_out.held_out_tuples(run, N_TUPLES, split="test", seed=0)
 
 
 @pytest.fixture(scope="module")
 def feats(run, tuples) -> np.ndarray:
-    return F.pooled_features(run, tuples)
+    return held_out.pooled_features(run, tuples)
 
 
 def _png(path: Path) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_run_loads_the_selected_checkpoint(run, toy_dir):
     assert run.checkpoint == toy_dir / "checkpoints" / "best.pt"
     assert not run.method.training and run.in_domain == "FF++"
     with pytest.raises(FileNotFoundError, match="checkpoints"):
-        F.find_checkpoint(toy_dir / "missing")
+        runs.find_checkpoint(toy_dir / "missing")
 
 
 def test_toy_figure_plots_every_tuple_per_anchor(run, tuples, feats, tmp_path):
@@ -78,46 +78,48 @@ def test_toy_figure_plots_every_tuple_per_anchor(run, tuples, feats, tmp_path):
     assert feats.shape == (N_TUPLES * 4, 2)
     for k in range(len(TUPLE_ANCHORS)):
         assert (tuples.anchors == k).sum() == N_TUPLES
-    again = F.held_out_tuples(run, N_TUPLES, split="test", seed=0)  # seeded: the same tuples
+    again = held_out.held_out_tuples(run, N_TUPLES, split="test", seed=0)  # seeded: the same tuples
     assert all(np.array_equal(a, b) for a, b in zip(tuples.raw, again.raw, strict=True))
-    F.require_2d(run, feats)
-    _png(F.plot_toy([(run.label, feats, tuples.anchors)], tmp_path / "toy.png"))
+    held_out.require_2d(run, feats)
+    _png(plots.plot_toy([(run.label, feats, tuples.anchors)], tmp_path / "toy.png"))
 
 
 def test_toy_figure_rejects_features_that_are_not_2d(run, tuples):
     cfg = OmegaConf.merge(run.config.method, {"feature_dim": 8})
     wide = dataclasses.replace(run, method=build_method(cfg, run.config.backbone).eval())
-    feats = F.pooled_features(wide, tuples)
+    feats = held_out.pooled_features(wide, tuples)
     assert feats.shape[1] == 8
     with pytest.raises(ValueError, match=r"8-d.*method\.feature_dim=2"):
-        F.require_2d(wide, feats)
+        held_out.require_2d(wide, feats)
 
 
 def test_pd_figure(run, tuples, feats, tmp_path):
-    pd_ = F.perturbed_distances(run, tuples, feats, draws=2, seed=0)
+    pd_ = perturbed_distance.perturbed_distances(run, tuples, feats, draws=2, seed=0)
     assert pd_.shape == (len(tuples),) and np.all(np.isfinite(pd_)) and np.all(pd_ >= 0)
-    assert np.array_equal(pd_, F.perturbed_distances(run, tuples, feats, draws=2, seed=0))
+    assert np.array_equal(pd_, perturbed_distance.perturbed_distances(run, tuples, feats, draws=2, seed=0))
     # a random perturbation per (image, draw), drawn deterministically
-    pert = F.random_perturbation(0)
+    pert = perturbed_distance.random_perturbation(0)
     img = tuples.raw[0]
     assert np.array_equal(pert(img, 5), pert(img, 5)) and not np.array_equal(pert(img, 5), img)
-    _png(F.plot_pd([(run.label, feats, pd_)], tmp_path / "pd.png"))
+    _png(plots.plot_pd([(run.label, feats, pd_)], tmp_path / "pd.png"))
 
 
 def test_robustness_curve_starts_at_the_clean_auc(run, toy_dir, tmp_path):
-    assert F.level_perturbation("noise", 0) is None
-    assert F.level_perturbation("shift", 10)["shift"] == [10, 10]
-    curves = F.robustness_curves(run, LEVELS)
+    assert robustness.level_perturbation("noise", 0) is None
+    assert robustness.level_perturbation("shift", 10)["shift"] == [10, 10]
+    curves = robustness.robustness_curves(run, LEVELS)
     clean = json.loads((toy_dir / "results.json").read_text())["metrics"]["FF++"]["frame_auc"]
     for kind, levels in LEVELS.items():
         assert curves[kind].shape == (len(levels),)
         assert curves[kind][0] == pytest.approx(clean, abs=1e-6), kind
         assert np.all((curves[kind] >= 0) & (curves[kind] <= 1))
-    _png(F.plot_robustness([(run.label, curves)], LEVELS, tmp_path / "robustness.png", "FF++"))
+    _png(plots.plot_robustness([(run.label, curves)], LEVELS, tmp_path / "robustness.png", "FF++"))
 
 
 def _reference_cam(method, images: torch.Tensor, target: int) -> torch.Tensor:
-    """Grad-CAM through the whole model: F captured by a hook on the 1x1 reducer, its gradient retained."""
+    """Grad-CAM through the whole model, as the grad-cam package defines it: F captured by a hook on the 1x1
+    reducer, its gradient retained; ReLU(Σ_c w_c F_c) scaled to [0, 1] by its own minimum and maximum at
+    F's resolution, resized to the image (bilinear) and scaled to [0, 1] again."""
     seen = {}
 
     def hook(module, inputs, output):
@@ -130,49 +132,55 @@ def _reference_cam(method, images: torch.Tensor, target: int) -> torch.Tensor:
     handle.remove()
     method.zero_grad(set_to_none=True)
     feature = seen["F"]
-    cam = torch.relu((feature.grad.mean(dim=(2, 3), keepdim=True) * feature).sum(1, keepdim=True))
-    cam = nnf.interpolate(cam.detach(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    cam = torch.relu((feature.grad.mean(dim=(2, 3), keepdim=True) * feature).sum(1, keepdim=True)).detach()
+    low = cam.flatten(1).amin(1)[:, None, None, None]
+    cam = cam - low
+    cam = cam / (1e-7 + cam.flatten(1).amax(1)[:, None, None, None])
+    cam = nnf.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = cam - cam.flatten(1).amin(1)[:, None, None]  # and once more after resizing
+    return cam / (1e-7 + cam.flatten(1).amax(1)[:, None, None])
 
 
 def test_gradcam_maps(run, tuples, tmp_path):
-    images, cams = F.gradcam_maps(run, tuples, n_tuples=2)
+    images, cams = gradcam.gradcam_maps(run, tuples, n_tuples=2)
     size = run.pipeline.size
     assert images.shape == (2, 4, size, size, 3) and cams.shape == (2, 4, size, size)
     assert cams.min() >= 0 and cams.max() <= 1 and images.min() >= 0 and images.max() <= 1
     x = tuples.inputs(run.pipeline, range(8))
-    assert np.allclose(F.grad_cam(run.method, x).numpy().reshape(cams.shape), cams)
+    assert np.allclose(gradcam.grad_cam(run.method, x).numpy().reshape(cams.shape), cams)
     nonzero = 0
     for target in (0, 1):
-        ours = F.grad_cam(run.method, x, target)
-        assert torch.allclose(ours, _reference_cam(run.method, x, target), atol=1e-5)
+        ours = gradcam.grad_cam(run.method, x, target)
+        assert torch.allclose(ours, _reference_cam(run.method, x, target), atol=1e-4)
         peaks = ours.flatten(1).amax(1)
-        assert torch.all((peaks == 0) | torch.isclose(peaks, torch.ones(()))), peaks
+        assert torch.all((peaks == 0) | torch.isclose(peaks, torch.ones(()), atol=1e-5)), peaks
         nonzero += int((peaks > 0).sum())
     assert nonzero > 0  # the comparison covered a non-trivial map
-    _png(F.plot_gradcam([(run.label, images, cams), ("again", images, cams)], tmp_path / "cam.png"))
+    assert all(p.grad is None for p in run.method.parameters())  # Grad-CAM left no gradients behind
+    assert not run.method.training
+    _png(plots.plot_gradcam([(run.label, images, cams), ("again", images, cams)], tmp_path / "cam.png"))
 
 
 def test_tsne_figure(run, tuples, feats, tmp_path):
-    emb = F.tsne_embedding(feats, seed=0)
+    emb = tsne.tsne_embedding(feats, seed=0)
     assert emb.shape == (len(tuples), 2) and np.all(np.isfinite(emb))
-    assert np.array_equal(emb, F.tsne_embedding(feats, seed=0))
-    _png(F.plot_toy([(run.label, emb, tuples.anchors)], tmp_path / "tsne.png", "t-SNE"))
+    assert np.array_equal(emb, tsne.tsne_embedding(feats, seed=0))
+    _png(plots.plot_toy([(run.label, emb, tuples.anchors)], tmp_path / "tsne.png", "t-SNE"))
 
 
 def test_confidence_figure_reads_the_saved_predictions(run, toy_dir, tmp_path):
-    scores = F.confidence_scores(toy_dir)
+    scores = confidence.confidence_scores(toy_dir)
     assert list(scores) == ["FF++"]
     df = scores["FF++"]
     table = run.tables(("test",))["test/FF++"]
     assert len(df) == len(table) and set(df["label"]) == {0, 1}
     # the logit read from P(fake) is the model's l_fake - l_real
-    idx, diff = map_table(F._logit_difference, run.method, table, run.pipeline, run.runtime, 128, 0)
+    idx, diff = map_table(confidence.logit_difference, run.method, table, run.pipeline, run.runtime, 128, 0)
     assert np.array_equal(idx, df["index"].to_numpy())
     assert not df["saturated"].any()
     assert np.allclose(df["logit"].to_numpy(), diff, atol=1e-5)
-    assert F.logit_from_prob(np.array([1.0]))[0] == pytest.approx(16.6, abs=0.1)
-    _png(F.plot_confidence([(run.label, scores), ("other", {})], tmp_path / "confidence.png"))
+    assert confidence.logit_from_prob(np.array([1.0]))[0] == pytest.approx(16.6, abs=0.1)
+    _png(plots.plot_confidence([(run.label, scores), ("other", {})], tmp_path / "confidence.png"))
 
 
 def test_script_writes_the_figures_it_is_asked_for(toy_dir, tmp_path):

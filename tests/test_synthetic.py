@@ -365,7 +365,7 @@ def test_c40_is_at_least_3db_worse_than_c23(small_root: Path) -> None:
 def test_default_set_is_full_sized_and_has_no_colour_shortcut(synthetic_cache: Path) -> None:
     """The default set as the runs use it (its generation time, goal < 60 s, is measured by
     scripts/bench_defaults.py in make bench)."""
-    from conftest import GENERATION
+    from helpers import GENERATION
 
     cfg = SyntheticConfig()
     assert cfg.n_source_videos >= 40 and cfg.frames_per_video >= 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import write_ff_fixture
+from helpers import write_ff_fixture
 
 from detect.data.datasets import AlignedGroupDataset, FrameDataset, MetaPairDataset, MultiQualityDataset
 from detect.data.images import ImageReadError

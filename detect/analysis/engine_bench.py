@@ -1,22 +1,25 @@
 """Throughput benchmark of the engine against a bare PyTorch loop (``scripts/bench.py``, ``make bench``).
 
+The trainer is driven through its public API (``setup``, ``make_loader``, ``train_epoch``); timing helpers
+are in :mod:`detect.analysis.timing`.
+
 For each backbone it composes the training config as ``train.py`` would (on a small synthetic benchmark
 generated into ``paths.cache_dir``), runs ``Trainer.setup()`` and measures, in the same process:
 
 1. training images/s over pre-loaded batches already on the device (no data loading, warm-up excluded):
    ``engine`` = ``method.fit_step`` + ``ctx.end_iteration`` + per-step scheduler steps (what
-   ``Trainer._train_epoch`` runs per batch, minus its bookkeeping); ``loop`` = the whole
-   ``Trainer._train_epoch`` fed with those batches (adds the non-finite check, ``float(loss)``, the
+   ``Trainer.train_epoch`` runs per batch, minus its bookkeeping); ``loop`` = the whole
+   ``Trainer.train_epoch`` fed with those batches (adds the non-finite check, ``float(loss)``, the
    logging and the progress bar); ``bare`` = a hand-written loop on the same architecture
    (``build_backbone`` + ``nn.Linear``), Adam, BCE-with-logits, same batch/precision/threads.
-   ``loop_overhead_us_per_step`` / ``loop_epoch_overhead_ms`` time ``_train_epoch`` with ``fit_step``
+   ``loop_overhead_us_per_step`` / ``loop_epoch_overhead_ms`` time ``Trainer.train_epoch`` with ``fit_step``
    stubbed out: the engine's own per-step and per-epoch cost, free of the model's noise;
    ``train_minflt_per_step`` counts minor page faults per step (memory glibc's allocator gave back to the
    OS and touches again: on the CPU this costs both loops system time, and can differ between them;
    ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` set high, or jemalloc/tcmalloc, remove it);
 2. evaluation images/s: ``predict_table``'s per-batch body (``method.predict`` under ``no_grad`` and the
    runtime's autocast, results to NumPy) against a bare ``model(x).sigmoid()`` loop;
-3. data-loader samples/s: the engine's own training ``DataLoader`` (``Trainer._loader``: ``FrameDataset``,
+3. data-loader samples/s: the engine's own training ``DataLoader`` (``Trainer.make_loader``: ``FrameDataset``,
    the training ``Pipeline`` with ``augment.train``) at each requested worker count, in steady state (after
    the first batch; the time to it, worker start-up included, is reported apart), printed with the
    pipeline's ``config_hash``.
@@ -31,13 +34,10 @@ figures at ``--threads 2`` swing widely (``loadavg_1m`` says how busy it was); `
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import default_collate
+
+from detect.analysis.timing import alternate, median, race, ratio, timed
 
 #: A small synthetic benchmark (FF++ only: 10 source videos, 8 frames each, 4 manipulations, no stand-ins).
 SYNTHETIC: dict[str, object] = {
@@ -82,40 +84,6 @@ class BenchOptions:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def sync_device(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds taken by ``fn()``, the device synchronised before and after."""
-    sync_device(device)
-    t0 = time.perf_counter()
-    fn()
-    sync_device(device)
-    return time.perf_counter() - t0
-
-
-def alternate(contenders: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Call each contender once per round, the order rotating each round; returns each one's results."""
-    names = list(contenders)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            out[name].append(contenders[name]())
-    return out
-
-
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
-def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b > 0 else float("nan")
 
 
 def _r(x: float, nd: int = 1) -> float:
@@ -229,7 +197,7 @@ class Contenders:
 
     # training
     def engine_train(self, steps: int) -> float:
-        """``fit_step`` + ``end_iteration`` + per-step schedulers, as ``_train_epoch`` runs them per batch."""
+        """``fit_step`` + ``end_iteration`` + per-step schedulers, as ``train_epoch`` runs them per batch."""
         tr = self.trainer
         method, ctx, specs = tr.method, tr.ctx, tr.specs
         batches = _cycle(self.batches, steps)
@@ -243,18 +211,13 @@ class Contenders:
                     if spec.scheduler is not None and spec.interval == "step":
                         spec.scheduler.step()
 
-        return _timed(run, self.device)
+        return timed(run, self.device)
 
     def loop_train(self, steps: int) -> float:
-        """The engine's whole ``_train_epoch`` over the pre-loaded batches (its loader replaced)."""
-        tr = self.trainer
+        """The engine's whole epoch (``Trainer.train_epoch``) over the pre-loaded batches."""
         batches = _cycle(self.batches, steps)
-        tr._loader = lambda epoch: batches  # an instance attribute shadows the method
         self.epoch += 1
-        try:
-            return _timed(lambda: tr._train_epoch(self.epoch), self.device)
-        finally:
-            del tr._loader
+        return timed(lambda: self.trainer.train_epoch(self.epoch, batches), self.device)
 
     def bare_train(self, steps: int) -> float:
         """zero_grad; autocast forward; BCE-with-logits; backward; Adam step."""
@@ -271,10 +234,10 @@ class Contenders:
                 loss.backward()
                 opt.step()
 
-        return _timed(run, self.device)
+        return timed(run, self.device)
 
     def loop_bookkeeping(self, steps: int, repeats: int = 3) -> tuple[float, float]:
-        """``_train_epoch``'s own cost with ``fit_step`` stubbed out: (ms per epoch, µs per step).
+        """``Trainer.train_epoch``'s own cost with ``fit_step`` stubbed out: (ms per epoch, µs per step).
 
         Everything the engine does around the update is kept (device transfer of on-device batches,
         non-finite check, ``end_iteration``, schedulers, ``float(loss)``, logging, progress bar); the best
@@ -284,7 +247,9 @@ class Contenders:
 
         tr = self.trainer
         out = StepOutput(torch.zeros((), device=self.device), {}, None, None)
-        tr.method.fit_step = lambda batch, ctx: out  # an instance attribute shadows the method
+        # the method's step becomes a constant for this measurement (an instance attribute on the method,
+        # removed below); the trainer runs unchanged
+        tr.method.fit_step = lambda batch, ctx: out
 
         def epoch(n: int) -> float:
             return self.loop_train(n) if n else self._empty_epoch()
@@ -297,13 +262,8 @@ class Contenders:
         return empty * 1e3, max(0.0, full - empty) / steps * 1e6
 
     def _empty_epoch(self) -> float:
-        tr = self.trainer
-        tr._loader = lambda epoch: []
         self.epoch += 1
-        try:
-            return _timed(lambda: tr._train_epoch(self.epoch), self.device)
-        finally:
-            del tr._loader
+        return timed(lambda: self.trainer.train_epoch(self.epoch, []), self.device)
 
     # evaluation
     def engine_eval(self, steps: int) -> float:
@@ -323,7 +283,7 @@ class Contenders:
                 probs.append(p.float().cpu().numpy())
             method.train(was)
 
-        return _timed(run, self.device)
+        return timed(run, self.device)
 
     def bare_eval(self, steps: int) -> float:
         """``model(x).sigmoid()`` under no_grad and autocast."""
@@ -339,13 +299,7 @@ class Contenders:
                     out.append(model(batch["image"]).sigmoid())
             model.train()
 
-        return _timed(run, self.device)
-
-
-def calibrate_steps(fn: Callable[[int], float], warmup: int, target_s: float) -> int:
-    """Steps per measurement lasting about ``target_s`` (timed on a warm-up run), clamped to [3, 200]."""
-    per_step = fn(max(1, warmup)) / max(1, warmup)
-    return int(min(200, max(3, round(target_s / max(per_step, 1e-6)))))
+        return timed(run, self.device)
 
 
 def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, tuple[float, float]]:
@@ -367,7 +321,7 @@ def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, tu
             epoch[0] += 1
             t0 = time.perf_counter()
             t1, n, n_first = t0, 0, 0
-            for batch in trainer._loader(epoch[0]):
+            for batch in trainer.make_loader(epoch[0]):
                 n += len(batch["label"])
                 if not n_first:
                     t1, n_first = time.perf_counter(), n
@@ -384,50 +338,7 @@ def measure_loader(trainer, workers: Sequence[int], rounds: int) -> dict[int, tu
     finally:
         with open_dict(cfg):
             cfg.runtime.num_workers = configured
-    return {int(w): (_median(v), _median(first[int(w)])) for w, v in res.items()}
-
-
-def _minor_faults() -> int:
-    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return 0
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-
-
-@dataclass
-class Race:
-    """One alternated measurement: per-round images/s (wall clock and process CPU time) and the minor page
-    faults per step (memory the allocator handed back to the OS and touched again)."""
-
-    steps: int
-    wall: dict[str, list[float]]
-    cpu: dict[str, list[float]]
-    faults: dict[str, list[float]]
-
-
-def race(contenders: Mapping[str, Callable[[int], float]], opts: BenchOptions, images_per_step: int) -> Race:
-    """Warm every contender up, pick the step count (``opts.steps`` or calibrated), then alternate."""
-    for fn in contenders.values():
-        fn(opts.warmup)
-    steps = opts.steps or calibrate_steps(list(contenders.values())[-1], opts.warmup, opts.target_s)
-    images = steps * images_per_step
-    cpu: dict[str, list[float]] = {k: [] for k in contenders}
-    faults: dict[str, list[float]] = {k: [] for k in contenders}
-
-    def measure(name: str, fn: Callable[[int], float]) -> Callable[[], float]:
-        def run() -> float:
-            c0, f0 = time.process_time(), _minor_faults()
-            wall = fn(steps)
-            cpu[name].append(images / max(time.process_time() - c0, 1e-9))
-            faults[name].append((_minor_faults() - f0) / steps)
-            return images / wall
-
-        return run
-
-    wall = alternate({k: measure(k, fn) for k, fn in contenders.items()}, opts.rounds)
-    return Race(steps, wall, cpu, faults)
+    return {int(w): (median(v), median(first[int(w)])) for w, v in res.items()}
 
 
 def prepare_synthetic(cfg: DictConfig) -> Path:
@@ -448,11 +359,11 @@ def _figures(
     """``a`` over ``b``: ``{prefix}_ratio`` (of the medians), ``{prefix}_ratio_best`` (of the best rounds)
     and, on the CPU, ``{prefix}_ratio_cpu`` (of the medians of images per process-CPU second)."""
     out = {
-        f"{prefix}_ratio": _r(_ratio(_median(ips[a]), _median(ips[b])), 3),
-        f"{prefix}_ratio_best": _r(_ratio(max(ips[a]), max(ips[b])), 3),
+        f"{prefix}_ratio": _r(ratio(median(ips[a]), median(ips[b])), 3),
+        f"{prefix}_ratio_best": _r(ratio(max(ips[a]), max(ips[b])), 3),
     }
     if cpu is not None:
-        out[f"{prefix}_ratio_cpu"] = _r(_ratio(_median(cpu[a]), _median(cpu[b])), 3)
+        out[f"{prefix}_ratio_cpu"] = _r(ratio(median(cpu[a]), median(cpu[b])), 3)
     return out
 
 
@@ -475,10 +386,9 @@ def bench_backbone(config_dir: Path, backbone: str, opts: BenchOptions) -> dict:
             rt = trainer.runtime
             batches = preload_batches(trainer.train_dataset, opts.batch, max(1, min(4, opts.steps or 4)), rt)
             c = Contenders(trainer, batches)
-            tr_race = race(
-                {"engine": c.engine_train, "loop": c.loop_train, "bare": c.bare_train}, opts, opts.batch
-            )
-            ev_race = race({"engine": c.engine_eval, "bare": c.bare_eval}, opts, opts.batch)
+            timing = (opts.batch, opts.warmup, opts.rounds, opts.steps, opts.target_s)
+            tr_race = race({"engine": c.engine_train, "loop": c.loop_train, "bare": c.bare_train}, *timing)
+            ev_race = race({"engine": c.engine_eval, "bare": c.bare_eval}, *timing)
             epoch_ms, step_us = c.loop_bookkeeping(max(tr_race.steps, 50))
             loader = measure_loader(trainer, opts.workers, opts.loader_rounds)
             pipeline_hash = trainer.train_pipeline.config_hash
@@ -498,17 +408,17 @@ def bench_backbone(config_dir: Path, backbone: str, opts: BenchOptions) -> dict:
         "steps": train_steps,
         "eval_steps": eval_steps,
         "rounds": opts.rounds,
-        "train_ips_engine": _r(_median(t["engine"])),
-        "train_ips_loop": _r(_median(t["loop"])),
-        "train_ips_bare": _r(_median(t["bare"])),
+        "train_ips_engine": _r(median(t["engine"])),
+        "train_ips_loop": _r(median(t["loop"])),
+        "train_ips_bare": _r(median(t["bare"])),
         **_figures("train", "engine", "bare", t, t_cpu),
         **_figures("train_loop", "loop", "bare", t, t_cpu),
-        "train_minflt_per_step": {k: _r(_median(v)) for k, v in tr_race.faults.items()},
+        "train_minflt_per_step": {k: _r(median(v)) for k, v in tr_race.faults.items()},
         "loop_overhead_us_per_step": _r(step_us),
-        "loop_overhead_pct": _r(100 * step_us * 1e-6 * _median(t["bare"]) / opts.batch, 3),
+        "loop_overhead_pct": _r(100 * step_us * 1e-6 * median(t["bare"]) / opts.batch, 3),
         "loop_epoch_overhead_ms": _r(epoch_ms, 2),
-        "eval_ips_engine": _r(_median(e["engine"])),
-        "eval_ips_bare": _r(_median(e["bare"])),
+        "eval_ips_engine": _r(median(e["engine"])),
+        "eval_ips_bare": _r(median(e["bare"])),
         **_figures("eval", "engine", "bare", e, e_cpu),
         **{f"loader_sps_w{w}": _r(v) for w, (v, _) in loader.items()},
         **{f"loader_first_batch_s_w{w}": _r(f, 3) for w, (_, f) in loader.items()},
@@ -542,7 +452,7 @@ def bench_backbone(config_dir: Path, backbone: str, opts: BenchOptions) -> dict:
     faults = ", ".join(f"{k} {v:.0f}" for k, v in r["train_minflt_per_step"].items())
     say(f"bench[{backbone}]: minor page faults per training step: {faults}")
     say(
-        f"bench[{backbone}]: _train_epoch bookkeeping {r['loop_overhead_us_per_step']} us/step "
+        f"bench[{backbone}]: train_epoch bookkeeping {r['loop_overhead_us_per_step']} us/step "
         f"({r['loop_overhead_pct']}% of a bare step) + {r['loop_epoch_overhead_ms']} ms/epoch"
     )
     say(
@@ -572,77 +482,3 @@ def run_bench(config_dir: Path, opts: BenchOptions) -> dict:
     if len(results) > 1:
         out["more"] = results[1:]
     return out
-
-
-# ----------------------------------------------------------------------------------------------- CLI
-
-
-def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
-    """Command-line options -> :class:`BenchOptions`."""
-    p = argparse.ArgumentParser(
-        prog="scripts/bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--backbone",
-        default="auto",
-        help="backbone config name(s), comma-separated (auto: tiny, plus small if present)",
-    )
-    p.add_argument("--size", type=int, default=None, help="input size (default: the backbone's input_size)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=0,
-        help="steps per timed measurement (0: calibrated to about --target-s seconds)",
-    )
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before measuring")
-    p.add_argument("--rounds", type=int, default=7, help="alternating rounds (figures are medians)")
-    p.add_argument("--target-s", type=float, default=0.5, help="seconds per measurement when --steps 0")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--workers", default="0,2", help="DataLoader worker counts to measure, comma-separated")
-    p.add_argument("--loader-rounds", type=int, default=2, help="loader epochs per worker count (median)")
-    p.add_argument(
-        "--data-size", type=int, default=256, help="synthetic benchmark image size (stored frames)"
-    )
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        help="where the synthetic benchmark is cached (default: the config's paths.cache_dir)",
-    )
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Hydra override (repeatable), e.g. runtime.channels_last=true",
-    )
-    a = p.parse_args(argv)
-    if a.batch < 1 or a.rounds < 1 or a.threads < 1 or a.steps < 0 or a.warmup < 1:
-        p.error("--batch, --rounds, --threads and --warmup must be positive, --steps non-negative")
-    return BenchOptions(
-        backbones=[b for b in a.backbone.split(",") if b],
-        size=a.size,
-        batch=a.batch,
-        precision=a.precision,
-        threads=a.threads,
-        steps=a.steps,
-        warmup=a.warmup,
-        rounds=a.rounds,
-        target_s=a.target_s,
-        workers=[int(w) for w in a.workers.split(",") if w != ""],
-        loader_rounds=a.loader_rounds,
-        data_size=a.data_size,
-        cache_dir=a.cache_dir,
-        overrides=list(a.override),
-    )
-
-
-def main(argv: Sequence[str] | None = None, config_dir: Path | None = None) -> dict:
-    """Run the benchmark and print its one JSON line on stdout; returns the figures."""
-    opts = parse_args(argv)
-    if config_dir is None:
-        config_dir = Path.cwd() / "conf"
-    result = run_bench(Path(config_dir), opts)
-    print(json.dumps(result), flush=True)
-    return result

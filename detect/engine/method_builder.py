@@ -28,8 +28,9 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Map
         cur = _plain(curriculum_cfg)
         if "_target_" not in cur:
             raise ValueError(
-                "the curriculum config has no _target_ (a checkpoint saved before curricula were built from "
-                "config?): add curriculum._target_=detect.methods.curriculum.Curriculum"
+                "the curriculum config has no _target_ (a checkpoint saved before curricula were built "
+                "from config?): add curriculum._target_ naming the wrapper class, as "
+                "conf/curriculum/dffc.yaml does"
             )
         method = instantiate(cur, detector=method, _recursive_=False, _convert_="all")
         if not isinstance(method, Method):

@@ -1,0 +1,112 @@
+"""What tests share besides fixtures: the repository's paths, a tiny DeepfakeBench-layout dataset writer,
+Hydra composition, one training run in process, and the synthetic benchmark's generation record (filled by
+the ``synthetic_cache`` fixture of ``conftest.py``). Tests import these from here, never from conftest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def write_ff_fixture(
+    root: Path,
+    n_videos: int = 6,
+    frames: int = 10,
+    size: int = 32,
+    path_form: str = "relative",
+    methods: tuple[str, ...] = ("Deepfakes", "Face2Face"),
+    comps: tuple[str, ...] = ("c23",),
+) -> Path:
+    """A tiny FF++-shaped set in DeepfakeBench's layout under ``root`` (rgb/ + dataset_json/).
+
+    Fakes carry a bright square (learnable); splits: videos 0-3 train, 4 val, 5 test.
+    ``path_form``: ``relative`` (backslashes, relative to rgb), ``dfb`` (``./datasets/rgb/...``),
+    or ``absolute``.
+    """
+    rng = np.random.default_rng(0)
+    labels = {"Deepfakes": "FF-DF", "Face2Face": "FF-F2F", "FaceSwap": "FF-FS", "NeuralTextures": "FF-NT"}
+    split_of = {
+        i: ("train" if i < n_videos - 2 else "val" if i == n_videos - 2 else "test") for i in range(n_videos)
+    }
+    tree: dict = {"FaceForensics++": {"FF-real": {}, **{labels[m]: {} for m in methods}}}
+    rgb = root / "rgb"
+
+    def form(p: Path) -> str:
+        rel = p.relative_to(rgb).as_posix()
+        if path_form == "relative":
+            return rel.replace("/", "\\")
+        if path_form == "dfb":
+            return "./datasets/rgb/" + rel
+        return str(p)
+
+    def write_video(folder: Path, fake: bool) -> list[str]:
+        out = []
+        for f in range(frames):
+            img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+            if fake:
+                img[8:20, 8:20] = 230
+            p = folder / "frames" / folder.name / f"{f:03d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(p), img)
+            lm = root / "x"  # landmarks next to frames, DeepfakeBench style
+            lm = Path(str(p).replace("/frames/", "/landmarks/")).with_suffix(".npy")
+            lm.parent.mkdir(parents=True, exist_ok=True)
+            np.save(lm, rng.uniform(0, size, (81, 2)).astype(np.float32))
+            out.append(form(p))
+        return out
+
+    for comp in comps:
+        for i in range(n_videos):
+            vid = f"{i:03d}"
+            base = rgb / "FaceForensics++" / "original_sequences" / "youtube" / comp
+            frames_list = write_video(base / vid, fake=False)
+            node = tree["FaceForensics++"]["FF-real"].setdefault(split_of[i], {}).setdefault(comp, {})
+            node[vid] = {"label": "FF-real", "frames": frames_list}
+            for m in methods:
+                fid = f"{vid}_{(i + 1) % n_videos:03d}"
+                fbase = rgb / "FaceForensics++" / "manipulated_sequences" / m / comp
+                # write into a folder named by the fake id
+                frames_list = write_video(fbase / fid, fake=True)
+                node = tree["FaceForensics++"][labels[m]].setdefault(split_of[i], {}).setdefault(comp, {})
+                node[fid] = {"label": labels[m], "frames": frames_list}
+    (root / "dataset_json").mkdir(parents=True, exist_ok=True)
+    (root / "dataset_json" / "FaceForensics++.json").write_text(json.dumps(tree))
+    return root
+
+
+def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool = False):
+    """Compose the project's config with Hydra's compose API (as the task function sees it)."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hcompose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_keys)
+
+
+def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path | None = None):
+    """Compose the training config (logger off, no progress bars) and train one run in this process;
+    returns the finished ``Trainer`` (its ``results`` attribute holds what ``fit`` returned)."""
+    from detect.engine.trainer import Trainer
+
+    cfg = compose(
+        [
+            f"paths.cache_dir={cache}",
+            f"paths.output_dir={out}",
+            "logger=none",
+            "trainer.progress=false",
+            *overrides,
+        ]
+    )
+    trainer = Trainer(cfg, run_dir or out / "run")
+    trainer.setup()
+    trainer.results = trainer.fit()
+    return trainer
+
+
+GENERATION: dict = {}
