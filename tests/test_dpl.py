@@ -343,7 +343,7 @@ def test_paper_defaults():
 
 
 def test_official_preset_differs_where_the_code_does():
-    m = compose(["method=dpl_official"]).method
+    m = compose(["method=dpl/official"]).method
     assert (m.window_scale, m.aggregate, m.fusion, m.step_predictions, m.reg_steps) == (
         "c_minus_delta",
         "mean",

@@ -222,7 +222,7 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 
     overrides = [
         "method=ltw",
-        "protocol=gid_df23",
+        "protocol=gid",
         "+scale=smoke",
         "trainer.epochs=2",
         "trainer.limit_train_batches=4",
@@ -246,7 +246,7 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 def test_basemodel_only_tests(synthetic_cache, tmp_path):
     from conftest import train_in_process
 
-    overrides = ["method=ltw_basemodel", "protocol=gid_df23", "+scale=smoke", "trainer.limit_eval_batches=2"]
+    overrides = ["method=ltw/basemodel", "protocol=gid", "+scale=smoke", "trainer.limit_eval_batches=2"]
     trainer = train_in_process(synthetic_cache, tmp_path, overrides)
     assert trainer.ctx.global_step == 0 and trainer.results["best_epoch"] is None
     assert trainer.results["status"] == "complete" and "GID-DF23" in trainer.results["metrics"]

@@ -210,7 +210,7 @@ def test_prodet_defaults_are_the_papers():
 
 
 def test_official_preset_is_the_released_code():
-    cfg = compose(["method=prodet_official"])
+    cfg = compose(["method=prodet/official"])
     m = cfg.method
     assert (m.oriented_weight, m.transition_weight, m.warmup_epochs) == (1.0, 1.0, 0)
     assert cfg.protocol.frames.train == 8 and cfg.protocol.frames.test == 32

@@ -79,6 +79,7 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Map
         if isinstance(backbone_cfg, DictConfig)
         else dict(backbone_cfg)
     )
+    method_cfg.pop("recipe", None)  # the training recipe is the trainer's (conf/train.yaml), not the method's
     method = instantiate(method_cfg, backbone=backbone_cfg, _recursive_=False, _convert_="all")
     if not isinstance(method, Method):
         raise TypeError(f"method._target_ must build a detect.methods.base.Method, got {type(method)}")
@@ -90,6 +91,7 @@ def build_method(method_cfg: Mapping, backbone_cfg: Mapping, curriculum_cfg: Map
             if isinstance(curriculum_cfg, DictConfig)
             else dict(curriculum_cfg)
         )
+        cur.pop("recipe", None)
         method = Curriculum(method, **cur)
     return method
 
