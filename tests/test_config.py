@@ -225,3 +225,31 @@ def test_real_data_missing_names_what_is_missing(tmp_path):
         "data=synthetic",
     ):
         assert what in msg
+
+
+@pytest.mark.e2e
+def test_prodet_trains_the_epochs_the_command_line_gives_with_its_recipe(synthetic_cache, tmp_path):
+    """`method=prodet trainer.epochs=3` trains 3 epochs, and the rest of ProDet's recipe (its augmentation,
+    natural sampling) reaches the trainer through the interpolations (tiny backbone, one batch an epoch)."""
+    from conftest import train_in_process
+
+    trainer = train_in_process(
+        synthetic_cache,
+        tmp_path,
+        [
+            "method=prodet",
+            "+scale=smoke",
+            "trainer.epochs=3",
+            "trainer.batch_size=4",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_eval_batches=1",
+            "protocol.frames={train: 2, val: 1, test: 1}",
+            "method.feature_dim=16",
+            "method.hidden_dim=8",
+        ],
+    )
+    assert trainer.results["status"] == "complete"
+    assert [r["epoch"] for r in trainer.results["val_history"]] == [1, 2, 3]
+    augment = [a["_target_"].split(".")[-1] for a in trainer.train_pipeline.spec["augment"]]
+    assert augment == ["Rotate", "MedianBlur", "RandomBrightnessContrast", "ImageCompression"]
+    assert trainer.cfg.trainer.sampling == "natural" and trainer.cfg.trainer.epochs == 3
