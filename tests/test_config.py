@@ -25,7 +25,8 @@ def test_method_config_is_not_overridden_by_global_defaults():
     base = compose([])
     assert base.trainer.epochs == 5 and base.protocol.frames.train == 8  # global defaults
     cfg = compose([SEARCH, "method=paper_like"])
-    assert cfg.trainer.epochs == 20 and cfg.trainer.batch_size == 24  # the method's recipe wins over the defaults
+    # the method's recipe wins over the defaults
+    assert cfg.trainer.epochs == 20 and cfg.trainer.batch_size == 24
     assert cfg.protocol.frames.train == 32 and cfg.protocol.frames.test == 8  # only what it sets
     assert cfg.method.optim.lr == 0.1
     cli = compose([SEARCH, "method=paper_like", "trainer.epochs=2", "protocol=cross_dataset"])
@@ -41,7 +42,18 @@ def _options(group: str) -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
-GROUPS = ["dataset", "backbone", "protocol", "method", "curriculum", "runtime", "logger", "augment", "data", "paths"]
+GROUPS = [
+    "dataset",
+    "backbone",
+    "protocol",
+    "method",
+    "curriculum",
+    "runtime",
+    "logger",
+    "augment",
+    "data",
+    "paths",
+]
 
 
 def test_the_groups_listed_are_every_group():
@@ -90,7 +102,8 @@ def test_global_package_only_in_experiments_and_scales():
     offenders = [
         str(p.relative_to(CONF))
         for p in CONF.rglob("*.yaml")
-        if "@package _global_" in p.read_text() and p.relative_to(CONF).parts[0] not in ("experiment", "scale")
+        if "@package _global_" in p.read_text()
+        and p.relative_to(CONF).parts[0] not in ("experiment", "scale")
     ]
     assert offenders == []
     methods = list((CONF / "method").rglob("*.yaml"))
@@ -132,7 +145,12 @@ def test_prodet_on_effb4_composes_to_its_paper_recipe():
     on EfficientNet-B4 at 256 px."""
     cfg = compose(["method=prodet", "backbone=effb4"])
     assert cfg == compose(["method=prodet"])  # EfficientNet-B4 is the backbone ProDet names
-    assert (cfg.backbone.name, cfg.backbone.input_size, cfg.input.size, cfg.input.crop) == ("effb4", 256, 256, None)
+    assert (cfg.backbone.name, cfg.backbone.input_size, cfg.input.size, cfg.input.crop) == (
+        "effb4",
+        256,
+        256,
+        None,
+    )
     assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.sampling) == (20, 24, "natural")
     assert OmegaConf.to_container(cfg.protocol.frames, resolve=True) == {"train": 32, "val": 32, "test": 32}
     assert cfg.method.optim.lr == 2.0e-4 and cfg.method.optim.weight_decay == 5.0e-4
@@ -177,7 +195,8 @@ def test_protocol_families_take_their_held_out_domain_and_compression():
             assert sets["test"][name].dataset.compression == comp
     cfg = compose(["protocol=dpl_cross_manipulation", "protocol.manipulation=FS"])
     sets = protocol_sets(cfg)
-    assert sets["train"].dataset.manipulations == ["FS"] and len({s.group for s in sets["test"].values()}) == 8
+    assert sets["train"].dataset.manipulations == ["FS"]
+    assert len({s.group for s in sets["test"].values()}) == 8
 
 
 def test_two_test_sets_with_one_name_are_refused():

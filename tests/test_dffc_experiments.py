@@ -155,12 +155,16 @@ def test_detector_presets_pair_each_method_with_the_papers_backbone():
 def test_protocols_train_test_and_name_the_papers_columns():
     for m in MANIPULATIONS:
         for comp in ("c40", "c23"):  # Table 1 (LQ), Table 4 (HQ)
-            cfg = compose(["protocol=dffc_within", f"protocol.manipulation={m}", f"protocol.compression={comp}"])
+            cfg = compose(
+                ["protocol=dffc_within", f"protocol.manipulation={m}", f"protocol.compression={comp}"]
+            )
             sets = protocol_sets(cfg)
             for role in ("train", "val"):
                 assert sets[role].dataset.manipulations == [m] and sets[role].dataset.compression == comp
             assert list(sets["test"]) == [m]  # named as the paper's column
-            assert sets["test"][m].dataset.manipulations == [m] and sets["test"][m].dataset.compression == comp
+            assert (
+                sets["test"][m].dataset.manipulations == [m] and sets["test"][m].dataset.compression == comp
+            )
     assert compose(["protocol=dffc_within"]).protocol.compression == "c40"
     cross = compose(["protocol=dffc_cross"]).protocol
     assert cross.train.manipulations == ["DF"] and cross.train.compression == "c23"
