@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-KINDS = {"baseline": ("dpl_baseline", 1), "stage1": ("dpl", 1), "stage2": ("dpl", 2)}
+KINDS = {"baseline": ("dpl/baseline", 1), "stage1": ("dpl", 1), "stage2": ("dpl", 2)}
 
 
 def _measure(kind: str, backbone: str, size: int, batch: int, steps: int, device: str, queue) -> None:

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 METHODS = {
-    "baseline": "ltw_alltrain",
-    "baseline_all_images": "ltw_alltrain",
+    "baseline": "ltw/alltrain",
+    "baseline_all_images": "ltw/alltrain",
     "ltw": "ltw",
-    "ltw_first_order": "ltw_first_order",
+    "ltw_first_order": "ltw/first_order",
 }
 
 

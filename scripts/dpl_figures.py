@@ -14,7 +14,7 @@ Figs. 7-11) as PNGs, one per subcommand:
 - ``levels`` (Figs. 10-11): training faces per VQI level (k1) and per FII level (k2): five columns (steps
   1..5, the run's fitted bins through ``DPL.test_steps``), a few faces each, captioned with their score.
 
-    python train.py -m experiment=dpl/fig7               # method=dpl_baseline,dpl
+    python train.py -m experiment=dpl/fig7               # method=dpl/baseline,dpl
     python scripts/dpl_figures.py robustness outputs/multirun/<sweep> --out figures/dpl
     python scripts/dpl_figures.py tsne outputs/runs/dpl --baseline outputs/runs/dpl_baseline --out figures/dpl
     python scripts/dpl_figures.py gradcam outputs/runs/dpl --baseline outputs/runs/dpl_baseline
@@ -97,13 +97,13 @@ def model_dir(run_dir: str | Path) -> Path:
 
 
 def load_dpl_run(run_dir: str | Path, device: str = "auto") -> Run:
-    """A trained DPL run (``method=dpl`` and its variants, ``dpl_baseline`` included) rebuilt from its
+    """A trained DPL run (``method=dpl`` and its presets, ``dpl/baseline`` included) rebuilt from its
     checkpoint (``best.pt``, else ``last.pt``); ``run_dir`` stays the folder given (the label names it)."""
     run = load_run(model_dir(run_dir), device)
     if not isinstance(run.method, DPL):
         raise TypeError(
             f"{run_dir}: a {type(run.method).__name__} run; these figures need a DPL run "
-            "(method=dpl, dpl_baseline or another conf/method/dpl_* preset)"
+            "(method=dpl, dpl/baseline or another conf/method/dpl/ preset)"
         )
     return dataclasses.replace(run, run_dir=Path(run_dir))
 

@@ -4,7 +4,7 @@ Logic in ``detect.analysis.prodet_figures``; ``--compare`` draws a second run (e
 on the same held-out tuples. Figs. 4a/4b need a toy model (``method.feature_dim=2``).
 
     python train.py method=prodet method.feature_dim=2 run_name=prodet_toy
-    python train.py method=prodet_vht method.feature_dim=2 run_name=vht_toy
+    python train.py method=prodet/vht method.feature_dim=2 run_name=vht_toy
     python scripts/prodet_figures.py --run outputs/runs/prodet_toy --compare outputs/runs/vht_toy \\
         --figures toy,pd,tsne --out figures/toy
     python scripts/prodet_figures.py --run outputs/runs/prodet --compare outputs/runs/vht \\

@@ -19,6 +19,7 @@ import pytest
 from helpers import CONF, compose
 from omegaconf import OmegaConf
 
+from detect.data.protocol import protocol_sets
 from detect.tables.builder import METRIC_ROW_KEY, Run, TableSpec, build_table, render_markdown
 from detect.tables.paper_numbers import load_paper_table
 
@@ -121,7 +122,7 @@ def test_every_swept_job_composes_and_maps_onto_the_paper(name):
             assert cfg.method.name == DETECTORS[chosen[DETECTOR]][2]
         assert cfg.backbone.name == "tiny"  # the default scale is smoke
         labels.update(_labels(spec, cfg))
-        tested.update(k for k, v in cfg.protocol.test.items() if v is not None)
+        tested.update(protocol_sets(cfg, roles=("test",))["test"])
         trained.update(cfg.protocol.train.manipulations)
     if name in ("table1", "table2"):
         assert set(sweep[DETECTOR]) == set(DETECTORS) and sweep["curriculum"] == ["vanilla", "dih", "dffc"]
@@ -153,12 +154,18 @@ def test_detector_presets_pair_each_method_with_the_papers_backbone():
 
 def test_protocols_train_test_and_name_the_papers_columns():
     for m in MANIPULATIONS:
-        lq = compose([f"protocol=dffc_lq_{m.lower()}"]).protocol
-        hq = compose([f"protocol=dffc_hq_{m.lower()}"]).protocol
-        for p, comp in ((lq, "c40"), (hq, "c23")):
-            assert p.train.manipulations == [m] and p.val.manipulations == [m]
-            assert p.train.compression == p.val.compression == p.test[m].compression == comp
-            assert list(p.test) == [m] and p.test[m].manipulations == [m]
+        for comp in ("c40", "c23"):  # Table 1 (LQ), Table 4 (HQ)
+            cfg = compose(
+                ["protocol=dffc_within", f"protocol.manipulation={m}", f"protocol.compression={comp}"]
+            )
+            sets = protocol_sets(cfg)
+            for role in ("train", "val"):
+                assert sets[role].dataset.manipulations == [m] and sets[role].dataset.compression == comp
+            assert list(sets["test"]) == [m]  # named as the paper's column
+            assert (
+                sets["test"][m].dataset.manipulations == [m] and sets["test"][m].dataset.compression == comp
+            )
+    assert compose(["protocol=dffc_within"]).protocol.compression == "c40"
     cross = compose(["protocol=dffc_cross"]).protocol
     assert cross.train.manipulations == ["DF"] and cross.train.compression == "c23"
     assert list(cross.test) == [*MANIPULATIONS, "CDF", "Wild", "DFDC-P", "DFD"]
@@ -186,7 +193,7 @@ def test_table1_rows_are_assembled_from_one_run_per_manipulation(tmp_path: Path)
     runs = []
     jobs = [j for j in _jobs("table1") if f"{DETECTOR}=xception" in j and "curriculum=vanilla" not in j]
     for i, (_, cfg) in enumerate(_compose_all(jobs, "table1")):
-        test = next(iter(cfg.protocol.test))
+        test = next(iter(protocol_sets(cfg, roles=("test",))["test"]))
         runs.append(_results(cfg, {test: {"frame_acc": 0.5 + i / 1000, "frame_auc": 0.6}}, tmp_path, i))
     assert len(runs) == 10
     table = build_table(runs, spec)
@@ -252,7 +259,7 @@ def test_table4_smoke_sweep_renders_beside_the_paper(synthetic_cache: Path, tmp_
     env = {**os.environ, "DETECT_CACHE_DIR": str(synthetic_cache), "DETECT_OUTPUT_DIR": str(tmp_path)}
     overrides = [
         "experiment=dffc/table4",
-        "protocol=dffc_hq_df,dffc_hq_f2f",  # the command line narrows the experiment's sweep
+        "protocol.manipulation=DF,F2F",  # the command line narrows the experiment's sweep
         "run_name=t4",
         "logger=none",
         "trainer.progress=false",

@@ -343,7 +343,7 @@ def test_paper_defaults():
 
 
 def test_official_preset_differs_where_the_code_does():
-    m = compose(["method=dpl_official"]).method
+    m = compose(["method=dpl/official"]).method
     assert (m.window_scale, m.aggregate, m.fusion, m.step_predictions, m.reg_steps) == (
         "c_minus_delta",
         "mean",
@@ -354,7 +354,7 @@ def test_official_preset_differs_where_the_code_does():
     assert m.policy.std == "log_param" and m.policy_optim.lr == 3e-4
     assert (m.ppo.gamma, m.ppo.normalise, m.ppo.value_weight, m.ppo.entropy_weight) == (0.7, True, 0.5, 0.01)
     assert m.indicators.fii_model == "ViT-B-32" and m.indicators.binning == "intervals"
-    method, _ = _dpl("dpl_official")
+    method, _ = _dpl("dpl/official")
     method.epoch = 1  # odd epochs step FIPL against VQPL's final feature
     steps = torch.tensor([[2, 4]])
     assert method.effective_steps(steps).tolist() == [4]
@@ -365,23 +365,23 @@ def test_official_preset_differs_where_the_code_does():
 @pytest.mark.parametrize(
     ("name", "check"),
     [
-        ("dpl_baseline", lambda m, c: not m.branch_names and m.indicators is None and c.phases is None),
-        ("dpl_no_vqpl", lambda m, c: m.branch_names == ("fipl",) and "vqpl" not in m.branches),
-        ("dpl_no_fipl", lambda m, c: m.branch_names == ("vqpl",) and "fipl" not in m.branches),
-        ("dpl_no_stage2", lambda m, c: c.phases is None and m.stage == 1),
-        ("dpl_no_reg", lambda m, c: m.reg_weight == 0.0),
-        ("dpl_concat", lambda m, c: m.classifier.in_features == 2 * m.backbone.num_features),
-        ("dpl_attention", lambda m, c: m.fusion.aff is not None),
-        ("dpl_reg_first", lambda m, c: m.reg_steps == "first"),
-        ("dpl_reg_last", lambda m, c: m.reg_steps == "last"),
-        ("dpl_clip_concat_backbone", lambda m, c: hasattr(m, "clip_merge")),
-        ("dpl_clip_add_backbone", lambda m, c: m.clip_feature == "add_backbone"),
-        ("dpl_clip_add_branches", lambda m, c: m.clip_feature == "add_branches"),
+        ("dpl/baseline", lambda m, c: not m.branch_names and m.indicators is None and c.phases is None),
+        ("dpl/no_vqpl", lambda m, c: m.branch_names == ("fipl",) and "vqpl" not in m.branches),
+        ("dpl/no_fipl", lambda m, c: m.branch_names == ("vqpl",) and "fipl" not in m.branches),
+        ("dpl/no_stage2", lambda m, c: c.phases is None and m.stage == 1),
+        ("dpl/no_reg", lambda m, c: m.reg_weight == 0.0),
+        ("dpl/concat", lambda m, c: m.classifier.in_features == 2 * m.backbone.num_features),
+        ("dpl/attention", lambda m, c: m.fusion.aff is not None),
+        ("dpl/reg_first", lambda m, c: m.reg_steps == "first"),
+        ("dpl/reg_last", lambda m, c: m.reg_steps == "last"),
+        ("dpl/clip_concat_backbone", lambda m, c: hasattr(m, "clip_merge")),
+        ("dpl/clip_add_backbone", lambda m, c: m.clip_feature == "add_backbone"),
+        ("dpl/clip_add_branches", lambda m, c: m.clip_feature == "add_branches"),
     ],
 )
 def test_preset_effects(name, check):
     method, cfg = _dpl(name)
-    assert method.__class__.__name__ == "DPL" and cfg.method.name == name
+    assert method.__class__.__name__ == "DPL" and cfg.method.name == name.replace("/", "_")
     assert check(method, cfg)
     method.configure_optimizers(1, 4)
     method.train()
@@ -394,15 +394,15 @@ def test_preset_effects(name, check):
 
 def test_reg_settings_change_the_loss_and_no_reg_is_focal_only():
     losses = {}
-    for name in ("dpl", "dpl_reg_first", "dpl_reg_last", "dpl_no_reg"):
+    for name in ("dpl", "dpl/reg_first", "dpl/reg_last", "dpl/no_reg"):
         method, _ = _dpl(name)
         method.train()
         b = _batch(method)
         images, labels, steps = method._batch(b)
         torch.manual_seed(3)
         losses[name] = method.stage1_losses(images, labels, steps)
-    assert losses["dpl_no_reg"]["loss"].item() == pytest.approx(losses["dpl_no_reg"]["cls"].item())
-    regs = {n: round(v["reg"].item(), 6) for n, v in losses.items() if n != "dpl_no_reg"}
+    assert losses["dpl/no_reg"]["loss"].item() == pytest.approx(losses["dpl/no_reg"]["cls"].item())
+    regs = {n: round(v["reg"].item(), 6) for n, v in losses.items() if n != "dpl/no_reg"}
     assert all(r <= 0 for r in regs.values()) and len(set(regs.values())) == 3
 
 

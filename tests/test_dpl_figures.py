@@ -143,7 +143,7 @@ def run_dir(ff_fixture, tmp_path_factory) -> Path:
         "data=real",
         f"paths.data_dir={ff_fixture}",
         "dataset.manipulations=[DF,F2F]",
-        "method=dpl_no_stage2",
+        "method=dpl/no_stage2",
         "+scale=smoke",
         "backbone.input_size=32",
         "method.indicators.allow_random=true",
@@ -165,7 +165,7 @@ def run(run_dir):
 @pytest.fixture(scope="module")
 def baseline(run):
     """An untrained dpl_baseline (no branches, no indicators) on the same data."""
-    cfg = compose(["method=dpl_baseline", "+scale=smoke", "backbone.input_size=32"])
+    cfg = compose(["method=dpl/baseline", "+scale=smoke", "backbone.input_size=32"])
     torch.manual_seed(0)
     method = build_method(cfg.method, run.config.backbone).eval()
     config = OmegaConf.merge(run.config, {"method": cfg.method})

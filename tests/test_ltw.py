@@ -174,7 +174,7 @@ def test_weight_network_learns_in_ltw():
 
 @pytest.mark.parametrize(
     "name,overrides",
-    [("ltw_official", {}), ("ltw", {"meta_weight": 0.0, "weight_grad": False})],  # w/o meta-testing
+    [("ltw/official", {}), ("ltw", {"meta_weight": 0.0, "weight_grad": False})],  # w/o meta-testing
 )
 def test_frozen_weight_network_stays_fixed(name, overrides):
     m, ctx = _step_model(name, **overrides), _ctx()
@@ -187,14 +187,14 @@ def test_frozen_weight_network_stays_fixed(name, overrides):
 
 
 def test_official_weights_lie_in_one_to_two_and_presets_without_weights_use_ones():
-    off = _step_model("ltw_official").eval()
+    off = _step_model("ltw/official").eval()
     w = off.predict_weights(torch.randn(3, 3, 32, 32))
     assert float(w.min()) >= 1.0 and float(w.max()) <= 2.0
-    for name in ("ltw_no_weights", "mldg"):
+    for name in ("ltw/no_weights", "ltw/mldg"):
         m = _step_model(name)
         out = m.meta_losses(_float_batch())
         assert torch.equal(out["weight"], torch.ones(4)) and "meta_loss" in out
-    assert _step_model("mldg").icc_weight == 0.0 and _step_model("ltw_no_icc").icc_weight == 0.0
+    assert _step_model("ltw/mldg").icc_weight == 0.0 and _step_model("ltw/no_icc").icc_weight == 0.0
 
 
 def test_first_order_keeps_the_weight_gradient_and_drops_the_hessian():
@@ -222,7 +222,7 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 
     overrides = [
         "method=ltw",
-        "protocol=gid_df23",
+        "protocol=gid",
         "+scale=smoke",
         "trainer.epochs=2",
         "trainer.limit_train_batches=4",
@@ -246,7 +246,7 @@ def test_short_ltw_run_on_a_synthetic_gid_protocol(synthetic_cache, tmp_path):
 def test_basemodel_only_tests(synthetic_cache, tmp_path):
     from helpers import train_in_process
 
-    overrides = ["method=ltw_basemodel", "protocol=gid_df23", "+scale=smoke", "trainer.limit_eval_batches=2"]
+    overrides = ["method=ltw/basemodel", "protocol=gid", "+scale=smoke", "trainer.limit_eval_batches=2"]
     trainer = train_in_process(synthetic_cache, tmp_path, overrides)
     assert trainer.ctx.global_step == 0 and trainer.results["best_epoch"] is None
     assert trainer.results["status"] == "complete" and "GID-DF23" in trainer.results["metrics"]

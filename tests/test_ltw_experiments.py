@@ -11,6 +11,7 @@ import pytest
 from helpers import CONF, compose
 from omegaconf import OmegaConf
 
+from detect.data.protocol import protocol_sets
 from detect.tables.builder import Run, TableSpec, build_table, render_markdown, with_aggregates
 from detect.tables.paper_numbers import load_paper_table
 
@@ -47,7 +48,7 @@ def test_table2_renders_from_a_sweep(tmp_path: Path):
     runs = []
     for i, job in enumerate(_jobs("table2")):
         cfg = compose(["experiment=ltw/table2", *job])
-        test = next(iter(cfg.protocol.test))
+        test = next(iter(protocol_sets(cfg, roles=("test",))["test"]))
         metrics = {test: {"acc": 0.5 + i / 100, "logloss": 0.7, "auc": 0.6, "eer": 0.4}}
         metrics[test] = {f"frame_{k}": v for k, v in metrics[test].items()}
         res = {
@@ -83,9 +84,9 @@ def test_aggregates_average_the_named_test_sets(tmp_path: Path):
 
 
 def test_basemodel_never_trains_and_no_meta_is_two_phases():
-    base = compose(["method=ltw_basemodel", "+scale=smoke"])
+    base = compose(["method=ltw/basemodel", "+scale=smoke"])
     assert base.trainer.max_steps == 0  # the scale's epochs do not make it train
-    no_meta = compose(["method=ltw_no_meta", "+scale=smoke"])
+    no_meta = compose(["method=ltw/no_meta", "+scale=smoke"])
     first, second = no_meta.phases
     assert first.name == "ltw" and not first.set
     assert second.set["init_from"] == "phase:ltw"
@@ -104,8 +105,9 @@ def test_table2_smoke_sweep_renders(synthetic_cache, tmp_path: Path):
     env = {**os.environ, "DETECT_CACHE_DIR": str(synthetic_cache), "DETECT_OUTPUT_DIR": str(tmp_path)}
     overrides = [
         "experiment=ltw/table2",
-        "method=mldg,ltw",  # the command line narrows the experiment's sweep
-        "protocol=gid_df23,gid_f2f23",
+        "method=ltw/mldg,ltw",  # the command line narrows the experiment's sweep
+        "protocol.held_out=DF,F2F",
+        "protocol.compression=c23",
         "run_name=t2",
         "logger=none",
         "trainer.progress=false",

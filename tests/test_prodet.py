@@ -210,18 +210,18 @@ def test_prodet_defaults_are_the_papers():
 
 
 def test_official_preset_is_the_released_code():
-    cfg = compose(["method=prodet_official"])
+    cfg = compose(["method=prodet/official"])
     m = cfg.method
     assert (m.oriented_weight, m.transition_weight, m.warmup_epochs) == (1.0, 1.0, 0)
     assert cfg.protocol.frames.train == 8 and cfg.protocol.frames.test == 32
     augs = [a._target_.split(".")[-1] for a in cfg.augment.train]
     assert augs == ["RGBShift", "HueSaturationValue", "RandomBrightnessContrast", "ImageCompression"]
-    assert preset("prodet_official").bridging_active  # no warm-up
+    assert preset("prodet/official").bridging_active  # no warm-up
 
 
 def test_without_fb_the_attribute_classifier_sees_4b_not_7b():
     images, ids = batch(b=3)
-    full, no_fb = preset("prodet"), preset("prodet_no_fb")
+    full, no_fb = preset("prodet"), preset("prodet/no_fb")
     for m in (full, no_fb):
         m.on_epoch_start(5, None, None)
     assert int(full.losses(images, ids)["ca_batch"]) == 7 * 3
@@ -234,7 +234,7 @@ def test_without_lt_the_transition_modules_get_no_gradient():
     full.losses(images, ids)["loss"].backward()
     assert len(full.transitions) == 3
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in full.transitions.parameters())
-    no_lt = preset("prodet_no_lt")
+    no_lt = preset("prodet/no_lt")
     out = no_lt.losses(images, ids)
     out["loss"].backward()
     assert len(no_lt.transitions) == 0 and float(out["loss_t"]) == 0.0
@@ -242,7 +242,7 @@ def test_without_lt_the_transition_modules_get_no_gradient():
 
 
 def test_without_lo_bridged_features_are_detected_with_mixed_labels():
-    m = preset("prodet_no_lo")
+    m = preset("prodet/no_lo")
     m.on_epoch_start(5, None, None)
     images, ids = batch(b=2)
     out = m.losses(images, ids)
@@ -258,10 +258,10 @@ def test_shared_transition_option_builds_one_module():
 @pytest.mark.parametrize(
     "name,anchors",
     [
-        ("prodet_vht", ["real", "sbi", "cbi", "deepfake"]),
-        ("prodet_df_only", ["real", "deepfake"]),
-        ("prodet_bf_only", ["real", "sbi", "cbi"]),
-        ("prodet_sbi", ["real", "sbi"]),
+        ("prodet/vht", ["real", "sbi", "cbi", "deepfake"]),
+        ("prodet/df_only", ["real", "deepfake"]),
+        ("prodet/bf_only", ["real", "sbi", "cbi"]),
+        ("prodet/sbi", ["real", "sbi"]),
     ],
 )
 def test_plain_binary_presets(name, anchors):
@@ -275,7 +275,7 @@ def test_plain_binary_presets(name, anchors):
 
 
 def test_multiclass_has_one_4_way_head_and_multilabel_one_3_way_head():
-    mc, ml, tb = preset("prodet_multiclass"), preset("prodet_multilabel"), preset("prodet")
+    mc, ml, tb = preset("prodet/multiclass"), preset("prodet/multilabel"), preset("prodet")
     assert (
         mc.attributes.out_dims == [4] and ml.attributes.out_dims == [3] and tb.attributes.out_dims == [2] * 3
     )
@@ -285,7 +285,7 @@ def test_multiclass_has_one_4_way_head_and_multilabel_one_3_way_head():
 
 
 def test_organisations_of_table5():
-    r2d2b, surround = preset("prodet_r2d2b"), preset("prodet_surround")
+    r2d2b, surround = preset("prodet/r2d2b"), preset("prodet/surround")
     assert r2d2b.edges == [("real", "deepfake"), ("deepfake", "sbi"), ("sbi", "cbi")]
     assert r2d2b.org.attribute_targets(torch.arange(4)).tolist() == [
         [0, 0, 0],
@@ -306,11 +306,11 @@ def test_organisations_of_table5():
 @pytest.mark.parametrize(
     "name,anchors,bridged",
     [
-        ("prodet_anchors_s", ["real", "sbi"], []),
-        ("prodet_anchors_s_sfb", ["real", "sbi"], [("real", "sbi")]),
-        ("prodet_anchors_s_sfb_c", ["real", "sbi", "cbi"], [("real", "sbi")]),
-        ("prodet_anchors_s_sfb_c_cfb", ["real", "sbi", "cbi"], [("real", "sbi"), ("sbi", "cbi")]),
-        ("prodet_anchors_s_sfb_c_cfb_d", list(ANCHORS), [("real", "sbi"), ("sbi", "cbi")]),
+        ("prodet/anchors_s", ["real", "sbi"], []),
+        ("prodet/anchors_s_sfb", ["real", "sbi"], [("real", "sbi")]),
+        ("prodet/anchors_s_sfb_c", ["real", "sbi", "cbi"], [("real", "sbi")]),
+        ("prodet/anchors_s_sfb_c_cfb", ["real", "sbi", "cbi"], [("real", "sbi"), ("sbi", "cbi")]),
+        ("prodet/anchors_s_sfb_c_cfb_d", list(ANCHORS), [("real", "sbi"), ("sbi", "cbi")]),
         ("prodet", list(ANCHORS), [("real", "sbi"), ("sbi", "cbi"), ("cbi", "deepfake")]),
     ],
 )

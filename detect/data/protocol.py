@@ -2,7 +2,8 @@
 
 A set spec in ``cfg.protocol`` is the dataset config (``cfg.dataset``, or ``cfg.protocol.datasets[key]``
 when the spec names ``dataset: key``) with the spec's own keys overriding it (``manipulations``,
-``compression`` ...), plus its ``split`` and the protocol's frames per video for that role.
+``compression`` ...), plus its ``split`` and the protocol's frames per video for that role. A test set is
+named by its key, or by its ``name`` when the spec gives one (a protocol with a held-out domain as a key).
 
 ``protocol.test_variants`` (a mapping ``name -> perturbation config``) evaluates every test set once per
 variant, as ``<set>@<name>``; the set's own metrics are then the mean over its variants (DPL's random-JPEG
@@ -23,7 +24,7 @@ from detect.data.index import DatasetSpec, load_split
 
 log = logging.getLogger(__name__)
 
-_SPEC_ONLY = ("dataset", "split", "frames", "perturbation", "mpd_draws")
+_SPEC_ONLY = ("name", "dataset", "split", "frames", "perturbation", "mpd_draws")
 
 
 @dataclass
@@ -99,16 +100,27 @@ def protocol_sets(cfg: DictConfig, roles: tuple[str, ...] = ("train", "val", "te
             spec = cfg.protocol.get(role)
             out[role] = _set_spec(cfg, short, spec, role) if spec else None
     if "test" in roles:
-        tests = cfg.protocol.get("test") or {}
-        out["test"] = {
-            (short if name == "in_domain" else str(name)): _set_spec(cfg, str(name), spec, "test")
-            for name, spec in tests.items()
-            if spec is not None  # `protocol.test.NAME=null` drops a set
-        }
+        out["test"] = {}
+        for key, spec in (cfg.protocol.get("test") or {}).items():
+            if spec is None:  # `protocol.test.NAME=null` drops a set
+                continue
+            name = test_set_name(str(key), spec, short)
+            if name in out["test"]:
+                raise ValueError(f"protocol.test.{key} is named {name!r}, as another test set: rename one")
+            out["test"][name] = _set_spec(cfg, name, spec, "test")
         variants = cfg.protocol.get("test_variants")
         if variants:
             out["test"] = expand_variants(out["test"], variants)
     return out
+
+
+def test_set_name(key: str, spec: Mapping, short: str) -> str:
+    """A test set's name: its ``name`` key when it has one (a protocol whose set depends on its own keys, e.g.
+    ``gid``: ``GID-${protocol.held_out}...``), else its key; ``in_domain`` is the dataset's short name."""
+    name = spec.get("name")
+    if name is not None:
+        return str(name)
+    return short if key == "in_domain" else key
 
 
 def expand_variants(tests: Mapping[str, SetSpec], variants: Mapping) -> dict[str, SetSpec]:

@@ -14,7 +14,7 @@ domain, ``MetaPairDataset``):
    using ∇θ'M), w by ∇w M only — w reaches M through θ', the mixed derivative ∂²T/∂θ∂w, so it learns.
 
 ``weight_grad=false`` freezes the weight network (the released code computes it under ``no_grad``: the
-``ltw_official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
+``ltw/official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
 """
 
 from __future__ import annotations
