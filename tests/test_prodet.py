@@ -92,7 +92,7 @@ def test_bridged_features_and_soft_labels_eq4():
     codes = org.attribute_targets(torch.arange(4))  # real, SBI, CBI, deepfake
     assert codes.tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]]
     lam = torch.tensor([0.3])
-    # REFERENCE.md: real→SBI (λ,0,0), SBI→CBI (1,λ,0), CBI→DF (1,1,λ)
+    # docs/methods/prodet.md, "Feature bridging": real→SBI (λ,0,0), SBI→CBI (1,λ,0), CBI→DF (1,1,λ)
     assert torch.allclose(bridge(codes[:1], codes[1:2], lam), torch.tensor([[0.3, 0.0, 0.0]]))
     assert torch.allclose(bridge(codes[1:2], codes[2:3], lam), torch.tensor([[1.0, 0.3, 0.0]]))
     assert torch.allclose(bridge(codes[2:3], codes[3:4], lam), torch.tensor([[1.0, 1.0, 0.3]]))

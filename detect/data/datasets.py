@@ -152,7 +152,7 @@ class AlignedGroupDataset(Dataset):
 
 
 class MetaPairDataset(Dataset):
-    """LTW's meta-paired samples (``shared/REFERENCE.md``, LTW).
+    """LTW's meta-paired samples (docs/methods/ltw.md, "Meta-split and meta pairs").
 
     Items are the training samples: the reals and the fakes of ``train_domains``. Each comes with a
     meta partner: a training fake (video ``AAA_BBB``, frame f) with its real (``AAA``, frame f); a

@@ -4,7 +4,7 @@ The hierarchy (DeepfakeBench, ``preprocessing/rearrange.py``)::
 
     dataset -> label string -> split -> [compression] -> video id -> {"label", "frames", "masks"}
 
-Frame paths come in three forms (``shared/REFERENCE.md``, "Shared data conventions"): absolute;
+Frame paths come in three forms (docs/datasets.md, "The index JSON"): absolute;
 ``./datasets/rgb/...`` relative to DeepfakeBench's working directory; or relative to the rgb root,
 possibly with Windows backslashes. All three are resolved against the configured ``root``.
 Landmark paths are derived from frame paths (``frames`` -> ``landmarks``, ``.png`` -> ``.npy``).

@@ -7,7 +7,7 @@ fresh directory where ``resume=auto`` finds nothing. The launchers in
 ``run_name`` and the sweep
 directory once, before submission, and pass the literal ``run_name`` to every job, so a requeued job
 re-composes to the same ``<sweep dir>/<job num>`` and resumes from its last checkpoint
-(``shared/DESIGN.md``, Slurm preemption).
+(docs/design.md, "Runs on a cluster: preemption and requeue").
 """
 
 from __future__ import annotations

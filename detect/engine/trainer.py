@@ -1,7 +1,7 @@
 """The training engine: epochs (or a step budget), validation-based model selection, checkpoints and
 resumption, testing on the protocol's sets, results.json.
 
-Honest evaluation (``shared/REFERENCE.md``, DeepfakeBench defects 1, 2, 5): the best epoch is chosen on
+Honest evaluation (docs/datasets.md, DeepfakeBench's defects 1, 2, 5): the best epoch is chosen on
 the validation split only; schedules step per iteration or per epoch as configured; weights load strictly.
 """
 

@@ -1,6 +1,6 @@
 """Frame- and video-level detection metrics: AUC, EER, AP, ACC at 0.5, LogLoss.
 
-Conventions (``/work/shared/REFERENCE.md``, after DeepfakeBench):
+Conventions (docs/datasets.md, "Metrics", after DeepfakeBench):
 
 - frame-level AUC/EER/AP/ACC over every frame; ACC thresholds the fake probability at 0.5
   (``prob > 0.5`` is fake, as DeepfakeBench's ``prediction_class = (y_pred > 0.5)``);

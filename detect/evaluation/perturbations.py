@@ -345,7 +345,7 @@ def _prodet_shift(max_shift: int = 50, shift: list[int] | None = None, seed: int
 #   CC (colour contrast)    [0.85, 0.725, 0.6, 0.475, 0.35]   smaller = worse
 #   BW (block-wise)         [16, 32, 48, 64, 80]   larger = worse
 #   GNC (Gaussian noise in colour components)   [0.001, 0.002, 0.005, 0.01, 0.05]   larger = worse
-# See /work/shared/REFERENCE.md, section "DPL" (Robustness). Deviations from the released code, each at
+# See docs/methods/dpl.md, "Robustness perturbations". Deviations from the released code, each at
 # most one grey level except where said: results are rounded to the nearest integer (the code truncates
 # with ``astype(np.uint8)``), random draws come from ``(seed, sample_key)`` (the code uses the global
 # ``random`` / ``np.random`` state), and the block-wise count and positions are as documented in

@@ -1,7 +1,7 @@
 """Feature regularity: ProDet's perturbed distance (PD) and its mean over a distribution (mPD).
 
 ProDet (NeurIPS 2024), Sec. 4.5 "Feature Regularity", Fig. 4b and Table 4; definition in appendix 7.4,
-Eqs. 9-10, whose text extraction garbles the formula. Reading adopted (REFERENCE.md, ProDet section): for a
+Eqs. 9-10, whose text extraction garbles the formula. Reading adopted (docs/methods/prodet.md): for a
 sample with feature ``F`` (the pooled feature fed to the final classifier) and ``n`` perturbed versions
 ``F_1..F_n`` (the paper: ten, each a random perturbation at a random intensity, see
 :func:`detect.evaluation.perturbations.draw_keys`)::

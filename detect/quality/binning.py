@@ -1,7 +1,7 @@
 """DPL's indicator binning: an indicator score in [0, 100] -> a step count 1..5.
 
 DPL (ECCV 2024) runs each branch for as many GRU steps as its indicator's level (``k1``, ``k2`` in
-{1..5}). Two ways to get that level from a score, both kept (/work/shared/REFERENCE.md, section "DPL"):
+{1..5}). Two ways to get that level from a score, both kept (docs/methods/dpl.md, "Indicators"):
 
 * fixed intervals, as in the released code and the paper's supplement (:func:`bin_by_intervals`);
 * equal-count quantiles of the training set's scores, as in the paper's Sec. 3.1 ("divide the scores

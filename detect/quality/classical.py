@@ -1,6 +1,6 @@
 """A no-reference face-quality score without weights: sharpness × (absence of) JPEG blocking, in [0, 1].
 
-The offline stand-in for IFQA in DFFC's quality prior (``/work/shared/REFERENCE.md``, "DFFC") on machines
+The offline stand-in for IFQA in DFFC's quality prior (docs/methods/dffc.md, "Quality prior") on machines
 without the authors' checkpoint; higher = better quality. For an HxWx3 uint8 RGB image, on its luminance
 ``Y = 0.299 R + 0.587 G + 0.114 B`` (float, 0–255):
 

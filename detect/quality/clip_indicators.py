@@ -1,4 +1,4 @@
-"""DPL's CLIP indicators (paper Sec. 3.1, Eq. 1; ``/work/shared/REFERENCE.md`` section "DPL").
+"""DPL's CLIP indicators (paper Sec. 3.1, Eq. 1; docs/methods/dpl.md, "Indicators").
 
 Both indicators are a two-prompt CLIP zero-shot probability scaled to [0, 100] (CLIP-IQA):
 

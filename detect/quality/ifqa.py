@@ -1,7 +1,7 @@
 """IFQA: the per-pixel face-quality discriminator of Jo et al., "IFQA: Interpretable Face Quality
 Assessment", WACV 2023 (authors' code: github.com/VCLLab/IFQA, also published as AIM-SKKU/IFQA).
 
-DFFC (``/work/shared/REFERENCE.md``, section "DFFC") uses it as its quality prior, q(i) = 1 − IFQA(x_i)
+DFFC (docs/methods/dffc.md, "Quality prior") uses it as its quality prior, q(i) = 1 − IFQA(x_i)
 (DFFC paper, Eq. 3). The network is a U-Net built from StarGAN-v2 residual blocks (Choi et al., CVPR 2020):
 
 * ``encoder128 … encoder8``: five downsampling :class:`ResBlock` (3→64→128→256→512→1024 channels,
@@ -18,7 +18,7 @@ DFFC (``/work/shared/REFERENCE.md``, section "DFFC") uses it as its quality prio
   and :func:`ifqa_score` applies the sigmoid, so the state dicts are identical.
 
 The result has the 122 tensors (105.2 M parameters) of the authors' ``IFQA_Metric.pth`` (state dict under
-key ``D``), listed in ``/work/shared/ifqa_state_dict_shapes.json``; :func:`load_ifqa` loads it strictly.
+key ``D``), listed in ``tests/data/ifqa_state_dict_shapes.json``; :func:`load_ifqa` loads it strictly.
 The weights cannot be downloaded here: a user supplies the file.
 
 Input: RGB resized to 256×256 (bilinear, as the authors' test script) and normalised to [−1, 1]

@@ -1,5 +1,5 @@
 """DFFC's static face-quality prior, quality(i) in [0, 1] (q(i) = 1 − quality(i) in Eq. 3), computed once
-per (image, compression level) and cached (``/work/shared/REFERENCE.md``, section "DFFC").
+per (image, compression level) and cached (docs/methods/dffc.md, "Quality prior").
 
 :func:`quality_scores` is the one entry point. ``cfg.kind`` picks the scorer:
 

@@ -7,7 +7,7 @@ image is scored at (``c23``, or e.g. ``jpeg75`` for a multi-quality view of the 
 Storage: one CSV per (scorer, level) in ``cache_dir``, one row per (path, version), written atomically
 under a lock; a write re-reads the file and merges, so concurrent jobs append rather than overwrite.
 DFFC computes its quality prior once per dataset and DPL its indicators once per image before
-training (``/work/shared/REFERENCE.md``); both go through here and are joined onto the sample table.
+training (docs/design.md, "Per-sample scores"); both go through here and are joined onto the sample table.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ CBI (cross-blended images, Face X-ray style; Li et al., CVPR 2020), as ProDet us
 
 ``SelfBlender(cfg)(image, landmarks)`` and ``CrossBlender(load_landmark_index(train_table, cache_dir),
 cfg)`` (``pick_foreground(path)``, then ``(background, landmarks, foreground)``) return a ``BlendResult``.
-See ``shared/REFERENCE.md``, "Blendfakes: SBI and CBI".
+See docs/blendfakes.md.
 """
 
 from detect.data.blend.blend_config import HULL_TYPES, BlendConfig

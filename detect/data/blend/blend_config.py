@@ -1,4 +1,4 @@
-"""Parameters of the SBI and CBI blendfakes (``shared/REFERENCE.md``, "Blendfakes: SBI and CBI").
+"""Parameters of the SBI and CBI blendfakes (docs/blendfakes.md).
 
 Defaults are the released code's: SBI (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended
 Images", CVPR 2022, Sec. 3 and its code) and the Face X-ray style cross blend (Li et al., "Face X-ray for
@@ -26,7 +26,7 @@ class BlendConfig:
     """What SBI and CBI draw from. Every field is part of ``key()``.
 
     Mask: ``p_first_68`` (use only the 68 dlib points), ``hull_types``, ``forehead_in_full`` (the full
-    hull takes the 13 forehead points of 81-point landmarks, as REFERENCE.md describes; Face X-ray's
+    hull takes the 13 forehead points of 81-point landmarks, as docs/blendfakes.md describes; Face X-ray's
     ``dfl_full`` uses 68 points only). SBI source transforms: ``p_transform_source`` (else the target),
     RGBShift ``rgb_shift``/``p_rgb_shift``, HueSaturationValue ``hsv_shift``/``p_hsv``,
     RandomBrightnessContrast ``brightness``/``contrast``/``p_brightness_contrast`` (the released SBI

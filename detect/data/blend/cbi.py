@@ -5,7 +5,7 @@ Background: the real frame. Foreground: one of the nearest real faces of other v
 (``LandmarkIndex``). The hull mask comes from the background's landmarks; the foreground and the mask get
 SBI's random affine, the mask SBI's elastic; the foreground's colours are matched to the background's
 inside the mask (per channel, ``(x − μ_fg)·σ_bg/σ_fg + μ_bg``, clipped); then SBI's soft mask and ratio.
-No source-target augmentation (``shared/REFERENCE.md``, "Blendfakes: SBI and CBI").
+No source-target augmentation (docs/blendfakes.md, "CBI").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Nearest real faces by landmark distance, for CBI's foreground (Face X-ray, Li et al., CVPR 2020: the
-foreground is a real face with landmarks close to the background's; REFERENCE.md: one of the 3 nearest
+foreground is a real face with landmarks close to the background's; docs/blendfakes.md: one of the 3 nearest
 real faces **from other videos**, through a KD-tree over flattened landmarks).
 
 Features are the first 68 points divided by the image size: positions are kept (not centred or scaled

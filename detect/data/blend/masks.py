@@ -1,6 +1,6 @@
 """Blend masks shared by SBI and CBI: landmark hulls, source/mask geometry, the soft blend mask, the ratio.
 
-Sources (``shared/REFERENCE.md``, "Blendfakes: SBI and CBI"):
+Sources (docs/blendfakes.md):
 
 - the four hulls are Face X-ray's (Li et al., CVPR 2020; the ``dfl_full``/``extended``/``components``/
   ``facehull`` masks of its public re-implementation that SBI's code imports);
@@ -27,7 +27,7 @@ def hull_parts(landmarks: np.ndarray, kind: str, forehead_in_full: bool = True) 
     """The point sets (int32, N×2, x/y) whose convex hulls make up hull ``kind`` (Face X-ray's masks).
 
     ``landmarks``: 68×2 (dlib order) or 81×2 (68 + 13 forehead points). ``full``: jaw + mouth, nose ridge,
-    brows (+ the forehead points of 81-point landmarks when ``forehead_in_full``, REFERENCE.md's "full face
+    brows (+ the forehead points of 81-point landmarks if ``forehead_in_full``: docs/blendfakes.md, "full face
     incl. forehead points"); ``extended``: ``components`` with the brows raised by half their distance to
     the eyes; ``components``: eight face parts; ``facehull``: the convex hull of all points given.
     Coordinates are truncated to int32 as the released code does.

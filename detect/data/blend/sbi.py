@@ -4,7 +4,7 @@ One real frame and its landmarks make both the source and the target (Sec. 3.2):
 (Face X-ray's hulls), source-target augmentation on one of the two copies (colour: RGBShift,
 HueSaturationValue, RandomBrightnessContrast; frequency: downscale ×2/×4 or sharpen), a random affine on
 the source and the mask, an elastic deformation of the mask, the soft blend mask and a blend ratio.
-Parameters and the released code's choices: ``BlendConfig`` and ``shared/REFERENCE.md``.
+Parameters and the released code's choices: ``BlendConfig`` and docs/blendfakes.md.
 """
 
 from __future__ import annotations

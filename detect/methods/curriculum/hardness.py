@@ -1,5 +1,5 @@
 """Dynamic forensic hardness (DFFC: Lin et al., "DFFC: Dynamic Facial Forensic Curriculum", 2024, Sec. 2.2;
-the choices the paper leaves open follow ``/work/shared/REFERENCE.md``, section "DFFC").
+the choices the paper leaves open follow docs/methods/dffc.md).
 
 * Eq. 1, instantaneous hardness: s_t(i) = l(f(x_i; θ_{t−1}), y_i) · η_max / η_t, the loss of sample i when it
   was last trained (recorded during the training pass), with η_t floored at η_min = ``eta_floor``·η_max so

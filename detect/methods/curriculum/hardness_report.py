@@ -1,7 +1,7 @@
 """What DFFC's hardness finds (Sec. 3.3): Table 4's tampering ratio (TAR) and SSIM of the fakes with the
 highest and lowest DFH per manipulation, Fig. 4's DFH over training and Fig. 5's faces of top and bottom DFH.
 
-TAR (REFERENCE.md) = the fraction of the face crop whose manipulation mask is > 0.5; SSIM (Wang et al., IEEE
+TAR (docs/methods/dffc.md): the share of the face crop with manipulation mask > 0.5; SSIM (Wang et al., IEEE
 TIP 2004, scikit-image) between a fake frame and the real frame it was made from (the same source video,
 the nearest frame index).
 """

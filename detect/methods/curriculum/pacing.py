@@ -56,7 +56,7 @@ def dffc_pool(
 def babystep_pool(
     t: int, hardness: np.ndarray, milestones: Sequence[int], n_easy: int = 0, augment_easy: bool = False
 ) -> Pool:
-    """BabyStep (Bengio et al., 2009; Spitkovsky et al., 2010), as REFERENCE.md states it: a static hardness
+    """BabyStep (Bengio et al., 2009; Spitkovsky et al., 2010; docs/methods/dffc.md): a static hardness
     sorted easy → hard, the pool growing from the easiest fraction to all data in equal steps at the same
     milestones: with m milestones, epoch t trains the easiest (s + 1)/(m + 1) of the data, s = the number
     of milestones ≤ t. ``augment_easy``: the ``n_easy`` easiest samples of the pool are trained with DA."""

@@ -1,7 +1,7 @@
 """A training curriculum around any single-frame detector: DFFC (Lin et al., "DFFC: Dynamic Facial
 Forensic Curriculum for deepfake detection", 2024), its DIH ablation (α_f = 0; Zhou et al., "Curriculum
 learning by dynamic instance hardness", NeurIPS 2020), BabyStep (a static quality hardness) and vanilla
-training, as ``/work/shared/REFERENCE.md`` (section "DFFC") states the choices the paper leaves open.
+training, with the choices the paper leaves open read as docs/methods/dffc.md states them.
 
 The wrapped detector keeps its own model, losses and optimisation step; the curriculum
 

@@ -1,4 +1,4 @@
-"""DPL's step counts from its CLIP indicators (Sec. 3.1–3.2; ``/work/shared/REFERENCE.md``, "DPL").
+"""DPL's step counts from its CLIP indicators (Sec. 3.1–3.2; docs/methods/dpl.md, "Indicators").
 
 :class:`StepIndicators` holds the frozen CLIP model(s) outside the detector's parameters (they are not
 trained and not checkpointed), scores normalised detector inputs (VQI: "Good photo." / "Bad photo.";

@@ -1,5 +1,5 @@
 """DPL's objectives (Zhang et al., "Cross-quality DeepFake Detection via Dual Progressive Learning",
-ACCV 2024; ``/work/shared/REFERENCE.md`` section "DPL").
+ACCV 2024; docs/methods/dpl.md, "Stage I" and "Stage II").
 
 * Stage I (Sec. 3.3, Eq. 3): L_1 = L_CE + L_REG, L_CE the focal loss (Lin et al., 2017) on the two-class
   softmax, L_REG the entropy term of Eq. 2 on hard samples (cross-entropy above ln 2). The text's intent
@@ -44,7 +44,7 @@ def hard_mask(final_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_regulariser(step_logits: torch.Tensor, valid: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-    """L_REG (Eq. 2, sign per REFERENCE.md: entropy maximised): −(1/|hard|) Σ_{i hard} mean_t H(c_{i,t}),
+    """L_REG (Eq. 2, sign per docs/methods/dpl.md: maximised): −(1/|hard|) Σ_{i hard} mean_t H(c_{i,t}),
     the mean over the steps valid for sample i.
 
     ``step_logits`` [T, N, K]: the predictions at the steps the regulariser covers; ``valid`` [T, N] which

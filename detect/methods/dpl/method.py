@@ -1,12 +1,12 @@
 """DPL: dual progressive learning for cross-quality deepfake detection (Zhang et al., ACCV 2024), with
-the details the paper leaves out taken from ``/work/shared/REFERENCE.md`` (section "DPL").
+the details the paper leaves out read as docs/methods/dpl.md states them.
 
 Per image: backbone feature f (ConvNeXt-T: 768×7×7); step counts k1 (VQI) and k2 (FII) from the CLIP
 indicators (:mod:`detect.methods.dpl.indicators`); the feature selection module builds f_1 = f,
 f_{t+1} = f_t − M_t ⊙ GAP(f_t) with a channel window at position l_t; the VQPL and FIPL branches run
 their GRUs for k1 and k2 steps on the selected features; their features are fused (add) and classified
 (Linear(c, 2)). The prediction at step t, c_t, is the classifier on the fusion of each branch's feature
-at step min(t, k) (REFERENCE.md).
+at step min(t, k) (docs/methods/dpl.md, "The step predictions c_t").
 
 Training runs in two stages (``stage``; the default config runs them as two phases of one job):
 

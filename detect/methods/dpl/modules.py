@@ -1,4 +1,4 @@
-"""DPL's modules (Zhang et al., ACCV 2024, Sec. 3.1–3.3; ``/work/shared/REFERENCE.md`` section "DPL").
+"""DPL's modules (Zhang et al., ACCV 2024, Sec. 3.1–3.3; docs/methods/dpl.md).
 
 * :func:`window_mask`, :func:`select_features`: the feature selection module's masking, M_t = 0 on a
   channel window of width δ starting at the scaled position l_t, 1 elsewhere, and

@@ -2,7 +2,7 @@
 
 - ``icc_loss``: the intra-class compact loss, Eqs. 7–10: L_icc = mean_real (o − C_real)² − mean_fake
   (o − C_real)², with C_real the mean output of the mini-batch's reals (Eq. 8); a term with no sample is 0
-  (``shared/REFERENCE.md``, LTW), and with no real in the batch there is no centre: the loss is 0.
+  (docs/methods/ltw.md, "ICC"), and with no real in the batch there is no centre: the loss is 0.
 - ``sample_losses``: per-sample terms whose mean is L = L_ce + λ·L_icc (Eq. 11), so that the weighted
   training loss T(θ, w) = (1/K) Σ_i p(f_i; w)·L_i of Eq. 1 reduces to Eq. 11 when every weight is 1.
 """

@@ -1,5 +1,5 @@
 """LTW: learning to weight (Sun et al., "Domain General Face Forgery Detection by Learning to Weight",
-AAAI 2021), as ``shared/REFERENCE.md`` (LTW) reads Eqs. 1–6 consistently.
+AAAI 2021), with Eqs. 1–6 read consistently as docs/methods/ltw.md ("The update") states.
 
 Per meta-paired batch (training sample x_i of the epoch's training domains, meta partner x'_i of a meta
 domain, ``MetaPairDataset``):

@@ -1,5 +1,5 @@
 """LTW's weight-aware network p(f; w) (Sun et al., AAAI 2021, Sec. "Overall Framework" and Fig. 2), with the
-released code's layers (``shared/REFERENCE.md``, LTW): on the backbone's last feature map (C channels), two
+released code's layers (docs/methods/ltw.md): on the backbone's last feature map (C channels), two
 depthwise-separable blocks C → C/2 → C/4 (3×3 depthwise + BN + ReLU, 1×1 pointwise + BN + ReLU), global
 average pooling, dropout 0.5, Linear(C/4, 1), sigmoid; the released code adds 1 (weights in [1, 2]).
 """

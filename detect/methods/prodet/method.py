@@ -1,5 +1,5 @@
 """ProDet: deepfake detection with a progressive transition real → SBI → CBI → deepfake (Cheng et al.,
-"Can We Leave Deepfake Data Behind in Training Deepfake Detector?", NeurIPS 2024; ``shared/REFERENCE.md``).
+"Can We Leave Deepfake Data Behind in Training Deepfake Detector?", NeurIPS 2024; docs/methods/prodet.md).
 
 Per aligned tuple batch (Algorithm 1): F = 1×1-conv(backbone(I)) for every anchor; the oriented progressive
 regularizer (OPR) predicts the forgery attributes A = Ca(F) (Eq. 1), the projector turns them into an

@@ -1,5 +1,5 @@
 """ProDet's modules (Cheng et al., "Can We Leave Deepfake Data Behind in Training Deepfake Detector?",
-NeurIPS 2024), with the shapes of the released code (``shared/REFERENCE.md``, ProDet):
+NeurIPS 2024), with the shapes of the released code (docs/methods/prodet.md, "Architecture"):
 
 - ``ClassifierHead``: GAP → Linear(C, 256) → LeakyReLU → Linear(256, k): each head of the attribute
   classifier Ca (Eq. 1) and the final classifier Cf (Eq. 3);
