@@ -79,7 +79,8 @@ def write_config(root: Path, cpus: int, memory_mb: int) -> Path:
         "SlurmdUser=root",
         "AuthType=auth/munge",
         "CredType=cred/munge",
-        f"AuthInfo=socket={root / 'munge.socket'}",
+        # cred_expire also holds a requeued job back before it may start again (default 120 s)
+        f"AuthInfo=socket={root / 'munge.socket'},cred_expire=10",
         f"StateSaveLocation={root / 'state'}",
         f"SlurmdSpoolDir={root / 'spool'}",
         f"SlurmctldPidFile={root / 'slurmctld.pid'}",
@@ -101,7 +102,7 @@ def write_config(root: Path, cpus: int, memory_mb: int) -> Path:
         "SlurmdTimeout=30",
         "InactiveLimit=0",
         "MinJobAge=600",  # finished jobs stay visible to squeue/scontrol for 10 minutes
-        "KillWait=10",  # seconds between SIGTERM and SIGKILL at a time limit
+        "KillWait=5",  # seconds between SIGTERM and SIGKILL (time limit, requeue, scancel)
         "OverTimeLimit=0",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",

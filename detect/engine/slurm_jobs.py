@@ -108,15 +108,17 @@ def squeue_fallback() -> Iterator[SqueueFallbackWatcher]:
         SlurmJob.watcher = previous
 
 
-def describe_failure(job, overrides: list[str], error: BaseException | None = None) -> str:
-    """One paragraph naming a failed sweep job: Slurm job id, state, overrides, log files, the error."""
-    state = job.watcher.get_state(job.job_id, mode="cache")
+def describe_failure(job, overrides: list[str], raised: bool) -> str:
+    """One line naming a failed sweep job: Slurm job id, what happened, its overrides and log files.
+
+    ``raised``: the task raised inside the job (its exception came back); otherwise the job ended
+    without a result (killed, cancelled, out of memory, time limit without requeue) and its Slurm state
+    is read afresh."""
     paths = job.paths
     logs = [Path(paths.stderr), Path(paths.stdout)]
     where = " and ".join(str(p) for p in logs if p.exists()) or f"{logs[0]} (not written)"
-    text = (
-        f"Slurm job {job.job_id} (state {state}) failed for overrides {' '.join(overrides)}; its log: {where}"
-    )
-    if error is not None:
-        text += f"\n{type(error).__name__}: {error}"
-    return text
+    if raised:
+        what = "raised"
+    else:
+        what = f"ended without a result (state {job.watcher.get_state(job.job_id, mode='force')})"
+    return f"Slurm job {job.job_id} {what} for overrides {' '.join(overrides)}; its log: {where}"

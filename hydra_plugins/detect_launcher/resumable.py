@@ -68,16 +68,16 @@ class ResumableSlurmLauncher(SlurmLauncher):
                     ret = job.results()[0]
                 except Exception as error:  # submitit's Failed/UncompletedJobError: no JobReturn came back
                     ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-                    failure = SlurmJobFailed(describe_failure(job, list(overrides), error))
+                    failure = SlurmJobFailed(describe_failure(job, list(overrides), raised=False))
                     failure.__cause__ = error
                     ret.return_value = failure
                 else:
                     if ret.status == JobStatus.FAILED:  # the task raised inside the job
-                        failure = SlurmJobFailed(describe_failure(job, list(overrides), ret._return_value))
+                        failure = SlurmJobFailed(describe_failure(job, list(overrides), raised=True))
                         failure.__cause__ = ret._return_value
                         ret.return_value = failure
                 if ret.status == JobStatus.FAILED:
-                    log.error(str(ret._return_value).splitlines()[0])
+                    log.error(str(ret._return_value))
                 returns.append(ret)
         return returns
 
