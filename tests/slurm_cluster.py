@@ -142,8 +142,23 @@ class Cluster:
         path = self.root / "log" / f"{daemon}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def cancel_all(self, timeout: float = 30) -> None:
+        """Cancel every job still queued or running and wait until none is left on the node (job steps
+        run under slurmstepd, which outlives slurmd)."""
+        jobs = self.run("squeue", "--noheader", "--format=%A", check=False).split()
+        if jobs:
+            self.run("scancel", *jobs, check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.run("squeue", "--noheader", "--format=%T", check=False).split()
+            if not set(states) & {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"}:
+                return
+            time.sleep(0.5)
+
     def stop(self) -> None:
-        """Stop the daemons by their pids (slurmd, slurmctld, munged), then their job steps' leftovers."""
+        """Cancel what is left, then stop the daemons by their pids (slurmd, slurmctld, munged)."""
+        if all(self.procs.get(name) and self.procs[name].poll() is None for name in DAEMONS):
+            self.cancel_all()
         for name in reversed(DAEMONS):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:

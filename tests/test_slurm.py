@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
+import torch
 
 from detect.engine.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
 # the README's GPU-cluster settings, scaled to this machine's CPUs
 CPU_LAUNCHER = [
@@ -32,6 +33,7 @@ CPU_LAUNCHER = [
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.mem_gb=2",
     "hydra.launcher.timeout_min=10",
+    "hydra.launcher.array_parallelism=2",
 ]
 
 
@@ -95,7 +97,9 @@ def test_two_point_sweep_runs_as_one_job_array(slurm, ff_fixture, tmp_path):
     array = logs[0].split("_")[0]
     assert logs == [f"{array}_0", f"{array}_1"]
     out = proc.stdout + proc.stderr
-    assert f"Slurm job array {array}; logs in {sweep}/.submitit/" in out
+    assert f"Slurm job array {array}; logs in {sweep}/.submitit/<job id>/" in out
+    submission = (sweep / f".submitit/{array}/{array}_submission.sh").read_text()
+    assert "#SBATCH --array=0-1%2" in submission and "#SBATCH --partition=debug" in submission
     assert "Bypassing sacct error" not in out and "WARNING" not in out, out[-3000:]
 
 
@@ -294,7 +298,7 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
             proc.kill()
         reference.close()
     assert proc.returncode == 0, out[-3000:]
-    submission = next((sweep / ".submitit").glob(f"{job}/*_submission.sh")).read_text()
+    submission = (sweep / f".submitit/{job}/{job}_submission.sh").read_text()
     assert "#SBATCH --signal=USR2@90" in submission
     submitit_log = (sweep / f".submitit/{job}/{job}_0_log.err").read_text()
     assert submitit_log.count("Caught signal SIGUSR2") == 1 and "this job is timed-out" in submitit_log
@@ -310,3 +314,30 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
         f"{start} epochs before the requeue, {epochs - start} after; max |weight difference| {diff:.3g}"
     )
     assert diff == 0.0
+
+
+@pytest.mark.timeout(300)
+def test_two_tasks_train_data_parallel_like_one_process_with_twice_the_batch(slurm, ff_fixture, tmp_path):
+    """``tasks_per_node=2``: one job, two tasks (srun) in one allocation, each a gloo process on CPU with
+    batch 8; gradients are averaged, so the weights equal one process's with batch 16, step for step."""
+    reference = Reference(ff_fixture, tmp_path, epochs=2, batch_size=16)
+    launcher = ["hydra.launcher.tasks_per_node=2"]
+    args = [*_train_args(ff_fixture, tmp_path), "trainer.batch_size=8", "trainer.epochs=2", "run_name=ddp"]
+    proc = _launch(slurm, args, launcher)
+    try:
+        out, _ = proc.communicate(timeout=240)
+        expected = reference.checkpoint()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reference.close()
+    assert proc.returncode == 0, out[-3000:]
+    sweep = tmp_path / "multirun/ddp"
+    (job,) = _job_ids(sweep)
+    assert "NumTasks=2" in slurm.run("scontrol", "show", "job", job)
+    logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    assert "rank 1 of 2 (gloo)" in logs
+    done = load_checkpoint(sweep / "0/checkpoints/last.pt")
+    assert done["global_step"] == expected["global_step"] > 0
+    for k in done["method"]:
+        assert torch.allclose(done["method"][k], expected["method"][k], atol=1e-6), k

@@ -59,9 +59,8 @@ class ResumableSlurmLauncher(SlurmLauncher):
                 [f"job_id_for_{n}" for n in numbers],
                 [Singleton.get_state()] * len(numbers),
             )
-            log.info(
-                f"Slurm job array {jobs[0].job_id.split('_')[0]}; logs in {Path(jobs[0].paths.stderr).parent}"
-            )
+            first = jobs[0].job_id.split("_")[0]
+            log.info(f"Slurm job array {first}; logs in {Path(jobs[0].paths.folder).parent}/<job id>/")
             returns = []
             for job, overrides in zip(jobs, job_overrides, strict=True):
                 try:
