@@ -100,7 +100,10 @@ def test_two_point_sweep_runs_as_one_job_array(slurm, ff_fixture, tmp_path):
     assert f"Slurm job array {array}; logs in {sweep}/.submitit/<job id>/" in out
     submission = (sweep / f".submitit/{array}/{array}_submission.sh").read_text()
     assert "#SBATCH --array=0-1%2" in submission and "#SBATCH --partition=debug" in submission
-    assert "Bypassing sacct error" not in out and "WARNING" not in out, out[-3000:]
+    (tmp_path / "launcher.out").write_text(out)
+    # no accounting here: sacct is asked once, then squeue, and nothing warns
+    assert "Bypassing sacct error" not in out and "sacct failed" not in out, out[-3000:]
+    assert out.count("Slurm accounting storage is disabled: reading job states from squeue") == 1, out[-3000:]
 
 
 def _wait_for_state(cluster, job: str, state: str, timeout: float = 120) -> None:
@@ -207,7 +210,7 @@ def _job_ids(sweep: Path) -> list[str]:
 def _resumed_at(run_dir: Path) -> int:
     """The epoch the (single) resume of ``run_dir`` started from, read from its train.log."""
     log = (run_dir / "train.log").read_text()
-    found = re.findall(rf"resumed from {re.escape(str(run_dir))}/checkpoints/last.pt at epoch (\d+)", log)
+    found = re.findall(rf"resumed from {re.escape(str(run_dir))}/checkpoints/\S+ at epoch (\d+)", log)
     assert len(found) == 1, log[-3000:]
     return int(found[0])
 
@@ -300,8 +303,8 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
     assert proc.returncode == 0, out[-3000:]
     submission = (sweep / f".submitit/{job}/{job}_submission.sh").read_text()
     assert "#SBATCH --signal=USR2@90" in submission
-    submitit_log = (sweep / f".submitit/{job}/{job}_0_log.err").read_text()
-    assert submitit_log.count("Caught signal SIGUSR2") == 1 and "this job is timed-out" in submitit_log
+    # the scheduler's record: one restart (without a USR2 handler requeuing it, the job would have
+    # ended at its limit in state TIMEOUT)
     assert "Restarts=1" in slurm.run("scontrol", "show", "job", job)
     start = _resumed_at(run_dir)
     assert 1 <= start < epochs
