@@ -145,7 +145,7 @@ def test_failed_jobs_are_named_by_id_and_log(slurm, ff_fixture, tmp_path):
     assert proc.returncode != 0
     array = job.split("_")[0]
     (tmp_path / "launcher.out").write_text(out)
-    for num, what in ((0, "raised"), (1, "ended without a result (state CANCELLED)")):
+    for num, what in ((0, "raised FileNotFoundError"), (1, "ended without a result (state CANCELLED)")):
         log = sweep / f".submitit/{array}_{num}/{array}_{num}_0_log.err"
         assert f"Slurm job {array}_{num} {what} for overrides" in out, out[-3000:]
         assert f"its log: {log}" in out

@@ -108,17 +108,17 @@ def squeue_fallback() -> Iterator[SqueueFallbackWatcher]:
         SlurmJob.watcher = previous
 
 
-def describe_failure(job, overrides: list[str], raised: bool) -> str:
+def describe_failure(job, overrides: list[str], raised: BaseException | None = None) -> str:
     """One line naming a failed sweep job: Slurm job id, what happened, its overrides and log files.
 
-    ``raised``: the task raised inside the job (its exception came back); otherwise the job ended
-    without a result (killed, cancelled, out of memory, time limit without requeue) and its Slurm state
-    is read afresh."""
+    ``raised``: the exception the task raised inside the job (it came back with the job's result);
+    None when the job ended without a result (killed, cancelled, out of memory, time limit without
+    requeue), whose Slurm state is then read afresh."""
     paths = job.paths
     logs = [Path(paths.stderr), Path(paths.stdout)]
     where = " and ".join(str(p) for p in logs if p.exists()) or f"{logs[0]} (not written)"
-    if raised:
-        what = "raised"
+    if raised is not None:
+        what = f"raised {type(raised).__name__}"
     else:
         what = f"ended without a result (state {job.watcher.get_state(job.job_id, mode='force')})"
     return f"Slurm job {job.job_id} {what} for overrides {' '.join(overrides)}; its log: {where}"

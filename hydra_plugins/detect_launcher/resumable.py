@@ -5,6 +5,7 @@ jobs by their Slurm id and log (see ``detect.engine.slurm_jobs``)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class ResumableSlurmLauncher(SlurmLauncher):
         executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"Submitit 'slurm' sweep output dir : {sweep_dir}")
         numbers = [initial_job_idx + i for i in range(len(job_overrides))]
         for num, overrides in zip(numbers, job_overrides, strict=True):
@@ -60,19 +63,20 @@ class ResumableSlurmLauncher(SlurmLauncher):
                 [Singleton.get_state()] * len(numbers),
             )
             first = jobs[0].job_id.split("_")[0]
-            log.info(f"Slurm job array {first}; logs in {Path(jobs[0].paths.folder).parent}/<job id>/")
+            kind = "job array" if len(jobs) > 1 else "job"
+            log.info(f"Slurm {kind} {first}; logs in {Path(jobs[0].paths.folder).parent}/<job id>/")
             returns = []
             for job, overrides in zip(jobs, job_overrides, strict=True):
                 try:
                     ret = job.results()[0]
                 except Exception as error:  # submitit's Failed/UncompletedJobError: no JobReturn came back
                     ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-                    failure = SlurmJobFailed(describe_failure(job, list(overrides), raised=False))
+                    failure = SlurmJobFailed(describe_failure(job, list(overrides)))
                     failure.__cause__ = error
                     ret.return_value = failure
                 else:
                     if ret.status == JobStatus.FAILED:  # the task raised inside the job
-                        failure = SlurmJobFailed(describe_failure(job, list(overrides), raised=True))
+                        failure = SlurmJobFailed(describe_failure(job, list(overrides), ret._return_value))
                         failure.__cause__ = ret._return_value
                         ret.return_value = failure
                 if ret.status == JobStatus.FAILED:
