@@ -243,6 +243,7 @@ def main() -> None:
     print(
         f"export SLURM_CONF={cluster.conf}   # node {cluster.node} idle; Ctrl-C stops the cluster", flush=True
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the daemons on SIGTERM too
     try:
         signal.pause()
     except KeyboardInterrupt:
