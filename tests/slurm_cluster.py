@@ -80,7 +80,7 @@ def write_config(root: Path, cpus: int, memory_mb: int) -> Path:
         "AuthType=auth/munge",
         "CredType=cred/munge",
         # cred_expire also holds a requeued job back before it may start again (default 120 s)
-        f"AuthInfo=socket={root / 'munge.socket'},cred_expire=10",
+        f"AuthInfo=socket={root / 'munge.socket'},cred_expire=5",
         f"StateSaveLocation={root / 'state'}",
         f"SlurmdSpoolDir={root / 'spool'}",
         f"SlurmctldPidFile={root / 'slurmctld.pid'}",

@@ -270,7 +270,7 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
     left; slurmctld, which checks limits every 30 s and warns up to 30 s early, then sends USR2 itself
     within 30 s, before the limit. submitit checkpoints the launcher's callable and requeues the job
     (``scontrol requeue``, counted as a time-out). While the job waits to start again (``cred_expire``,
-    10 s here) the test gives the limit back (10 minutes), else the new start would be warned at once.
+    5 s here) the test gives the limit back (10 minutes), else the new start would be warned at once.
     The job restarts in the same ``<sweep dir>/0`` and ``resume=auto`` continues from the last checkpoint
     (epoch-end today; the mid-epoch one once the signal saves it); the final weights equal the
     uninterrupted run's."""
