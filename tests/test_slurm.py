@@ -291,7 +291,10 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
         limit_min = _elapsed_s(slurm, job) // 60 + 2  # 60-120 s left: within the 90 + 30 s warning
         slurm.run("scontrol", "update", f"JobId={job}", f"TimeLimit={limit_min}")
         cut = time.monotonic()
-        _wait_for_state(slurm, job, "PENDING", timeout=90)  # requeued
+        deadline = time.monotonic() + 90
+        while "Restarts=1" not in slurm.run("scontrol", "show", "job", job):  # requeued
+            assert time.monotonic() < deadline, "no USR2 requeue within 90 s of cutting the time limit"
+            time.sleep(0.3)
         warned_after = time.monotonic() - cut
         slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=10")
         out, _ = proc.communicate(timeout=240)
