@@ -169,9 +169,9 @@ def _launch(cluster, args: list[str], launcher: list[str] = ()) -> subprocess.Po
     )
 
 
-# A run long enough to be interrupted: 6 steps of batch 8 per epoch, each step held 0.3 s (the sleep
-# changes no weight, so the uninterrupted reference runs without it).
-SLOW = ["trainer.batch_size=8", "+method.step_sleep_s=0.3"]
+# A run long enough to be interrupted: 6 steps of batch 8 per epoch, each step held 0.3 s until the job
+# is requeued (then it runs at full speed). The sleep changes no weight: the reference runs without it.
+SLOW = ["trainer.batch_size=8", "+method.step_sleep_s_until_requeue=0.3"]
 
 
 class Reference:
