@@ -82,77 +82,6 @@ def _sweep(cluster, args: list[str], timeout: float = 240) -> subprocess.Complet
     return subprocess.run(cmd, cwd=REPO, env=_env(cluster), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.timeout(300)
-def test_two_point_sweep_runs_as_one_job_array(slurm, ff_fixture, tmp_path):
-    proc = _sweep(
-        slurm, [*_train_args(ff_fixture, tmp_path), "trainer.epochs=1", "run_name=sweep", "seed=0,1"]
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = tmp_path / "multirun/sweep"
-    for num, seed in ((0, 0), (1, 1)):
-        res = json.loads((sweep / str(num) / "results.json").read_text())
-        assert res["run_dir"] == str(sweep / str(num)) and res["config"]["seed"] == seed
-    # one array: both jobs are <array id>_<index> of the same array
-    logs = sorted(p.parent.name for p in (sweep / ".submitit").glob("*/*_log.out"))
-    array = logs[0].split("_")[0]
-    assert logs == [f"{array}_0", f"{array}_1"]
-    out = proc.stdout + proc.stderr
-    assert f"Slurm job array {array}; logs in {sweep}/.submitit/<job id>/" in out
-    submission = (sweep / f".submitit/{array}/{array}_submission.sh").read_text()
-    assert "#SBATCH --array=0-1%2" in submission and "#SBATCH --partition=debug" in submission
-    (tmp_path / "launcher.out").write_text(out)
-    # no accounting here: sacct is asked once, then squeue, and nothing warns
-    assert "Bypassing sacct error" not in out and "sacct failed" not in out, out[-3000:]
-    assert out.count("Slurm accounting storage is disabled: reading job states from squeue") == 1, out[-3000:]
-
-
-def _wait_for_state(cluster, job: str, state: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = cluster.run("squeue", "--states=all", "--array", "--noheader", "--format=%i %T", check=False)
-        if f"{job} {state}" in out.splitlines():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"job {job} not {state} after {timeout}s: {out}")
-
-
-@pytest.mark.timeout(300)
-def test_failed_jobs_are_named_by_id_and_log(slurm, ff_fixture, tmp_path):
-    """Point 0 raises inside its job (missing data); point 1 is cancelled while it trains, leaving no
-    result. Without accounting, submitit alone would wait for ever on the cancelled job (its state stays
-    UNKNOWN); the launcher reads CANCELLED from squeue and names both jobs, their states and logs."""
-    missing = tmp_path / "no_data"
-    args = [*_train_args(ff_fixture, tmp_path), "trainer.epochs=200", "run_name=failing"]
-    args = [
-        a if not a.startswith("paths.data_dir=") else f"paths.data_dir={missing},{ff_fixture}" for a in args
-    ]
-    cmd = [sys.executable, "train.py", "-m", *CPU_LAUNCHER, *args]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        sweep = tmp_path / "multirun/failing"
-        deadline = time.monotonic() + 120
-        while not list(sweep.glob(".submitit/*_1/*_log.out")) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        job = next(sweep.glob(".submitit/*_1")).name
-        _wait_for_state(slurm, job, "RUNNING")
-        slurm.run("scancel", job)
-        out, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
-    array = job.split("_")[0]
-    (tmp_path / "launcher.out").write_text(out)
-    for num, what in ((0, "raised FileNotFoundError"), (1, "ended without a result (state CANCELLED)")):
-        log = sweep / f".submitit/{array}_{num}/{array}_{num}_0_log.err"
-        assert f"Slurm job {array}_{num} {what} for overrides" in out, out[-3000:]
-        assert f"its log: {log}" in out
-    assert str(missing) in out  # the task's own error comes with it
-    assert "Bypassing sacct error" not in out
-
-
 def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -220,6 +149,84 @@ def _max_weight_difference(a: dict, b: dict) -> float:
     return max(float((a["method"][k] - b["method"][k]).abs().max()) for k in a["method"])
 
 
+def _wait_for_state(cluster, job: str, state: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = cluster.run("squeue", "--states=all", "--array", "--noheader", "--format=%i %T", check=False)
+        if f"{job} {state}" in out.splitlines():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job} not {state} after {timeout}s: {out}")
+
+
+def _elapsed_s(cluster, job: str) -> int:
+    """The job's elapsed run time in seconds (squeue's %M: [D-][H:]M:SS)."""
+    text = cluster.run("squeue", "--noheader", "--jobs", job, "--format=%M").strip()
+    days, _, clock = text.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds + 86400 * int(days or 0)
+
+
+@pytest.mark.timeout(300)
+def test_two_point_sweep_runs_as_one_job_array(slurm, ff_fixture, tmp_path):
+    proc = _sweep(
+        slurm, [*_train_args(ff_fixture, tmp_path), "trainer.epochs=1", "run_name=sweep", "seed=0,1"]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "multirun/sweep"
+    for num, seed in ((0, 0), (1, 1)):
+        res = json.loads((sweep / str(num) / "results.json").read_text())
+        assert res["run_dir"] == str(sweep / str(num)) and res["config"]["seed"] == seed
+    # one array: both jobs are <array id>_<index> of the same array
+    logs = sorted(p.parent.name for p in (sweep / ".submitit").glob("*/*_log.out"))
+    array = logs[0].split("_")[0]
+    assert logs == [f"{array}_0", f"{array}_1"]
+    out = proc.stdout + proc.stderr
+    assert f"Slurm job array {array}; logs in {sweep}/.submitit/<job id>/" in out
+    submission = (sweep / f".submitit/{array}/{array}_submission.sh").read_text()
+    assert "#SBATCH --array=0-1%2" in submission and "#SBATCH --partition=debug" in submission
+    (tmp_path / "launcher.out").write_text(out)
+    # no accounting here: sacct is asked once, then squeue, and nothing warns
+    assert "Bypassing sacct error" not in out and "sacct failed" not in out, out[-3000:]
+    assert out.count("Slurm accounting storage is disabled: reading job states from squeue") == 1, out[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_failed_jobs_are_named_by_id_and_log(slurm, ff_fixture, tmp_path):
+    """Point 0 raises inside its job (missing data); point 1 is cancelled while it trains, leaving no
+    result. Without accounting, submitit alone would wait for ever on the cancelled job (its state stays
+    UNKNOWN); the launcher reads CANCELLED from squeue and names both jobs, their states and logs."""
+    missing = tmp_path / "no_data"
+    args = [*_train_args(ff_fixture, tmp_path), "trainer.epochs=200", "run_name=failing"]
+    args = [
+        a if not a.startswith("paths.data_dir=") else f"paths.data_dir={missing},{ff_fixture}" for a in args
+    ]
+    proc = _launch(slurm, args)
+    try:
+        sweep = tmp_path / "multirun/failing"
+        deadline = time.monotonic() + 120
+        while not list(sweep.glob(".submitit/*_1/*_log.out")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        job = next(sweep.glob(".submitit/*_1")).name
+        _wait_for_state(slurm, job, "RUNNING")
+        slurm.run("scancel", job)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    array = job.split("_")[0]
+    (tmp_path / "launcher.out").write_text(out)
+    for num, what in ((0, "raised FileNotFoundError"), (1, "ended without a result (state CANCELLED)")):
+        log = sweep / f".submitit/{array}_{num}/{array}_{num}_0_log.err"
+        assert f"Slurm job {array}_{num} {what} for overrides" in out, out[-3000:]
+        assert f"its log: {log}" in out
+    assert str(missing) in out  # the task's own error comes with it
+    assert "Bypassing sacct error" not in out
+
+
 @pytest.mark.timeout(300)
 def test_scontrol_requeue_continues_in_the_same_run_directory(slurm, ff_fixture, tmp_path):
     """``scontrol requeue`` of the running job (as an administrator or a node failure would): Slurm kills
@@ -252,16 +259,6 @@ def test_scontrol_requeue_continues_in_the_same_run_directory(slurm, ff_fixture,
     assert diff == 0.0
 
 
-def _elapsed_s(cluster, job: str) -> int:
-    """The job's elapsed run time in seconds (squeue's %M: [D-][H:]M:SS)."""
-    text = cluster.run("squeue", "--noheader", "--jobs", job, "--format=%M").strip()
-    days, _, clock = text.rpartition("-")
-    seconds = 0
-    for part in clock.split(":"):
-        seconds = seconds * 60 + int(part)
-    return seconds + 86400 * int(days or 0)
-
-
 @pytest.mark.timeout(360)
 def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slurm, ff_fixture, tmp_path):
     """The scheduler's own time-limit path: the job runs under the launcher's ``signal_delay_s=90``
@@ -274,7 +271,7 @@ def test_time_limit_signal_requeues_and_resumes_to_the_uninterrupted_weights(slu
     The job restarts in the same ``<sweep dir>/0`` and ``resume=auto`` continues from the last checkpoint
     (epoch-end today; the mid-epoch one once the signal saves it); the final weights equal the
     uninterrupted run's."""
-    epochs = 16  # 16 x ~2.5 s: more than the 30 s the warning may take
+    epochs = 30  # held >= 1.8 s each until the requeue: far more than the <= 30 s the warning may take
     reference = Reference(ff_fixture, tmp_path, epochs)
     launcher = [
         "hydra.launcher.timeout_min=10",
