@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install test test-fast test-long test-all lint train bench clean
+.PHONY: install test test-fast test-long test-slurm test-all lint train bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test-fast:  # no end-to-end runs
 
 test-long:  # the longest end-to-end runs (minutes each): learning on the benchmark, the default run, ProDet's run
 	$(PY) -m pytest -q -m long
+
+test-slurm:  # jobs on a throwaway single-node Slurm cluster (as root, with Debian's slurmctld slurmd munge slurm-client)
+	$(PY) -m pytest -q -m slurm
 
 test-all:
 	$(PY) -m pytest -q

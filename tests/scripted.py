@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 
 import torch
@@ -24,11 +26,15 @@ class LinearProbe(Method):
         optim: Mapping,
         scheduler: Mapping | None = None,
         nan_at_step: int | None = None,
+        step_sleep_s_until_requeue: float = 0.0,
         name: str = "linear_probe",
     ) -> None:
         super().__init__()
         self.head = nn.Linear(6, 1)
         self.optim_cfg, self.scheduler_cfg, self.nan_at_step = optim, scheduler, nan_at_step
+        # stands in for a long step until Slurm requeues the job (SLURM_RESTART_COUNT set), so the Slurm
+        # tests can interrupt a running job and then finish quickly; changes no weight
+        self.step_sleep_s = step_sleep_s_until_requeue
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         feats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
@@ -48,6 +54,8 @@ class LinearProbe(Method):
             loss = loss * float("nan")
         ctx.backward(loss)
         ctx.step(self.optimizer)
+        if self.step_sleep_s and int(os.environ.get("SLURM_RESTART_COUNT", "0")) == 0:
+            time.sleep(self.step_sleep_s)
         return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
 
     @torch.no_grad()
