@@ -63,13 +63,15 @@ def test_each_need_names_what_is_missing(tmp_path):
     assert missing["landmarks"].startswith("4 of 4 real frames have no file in 'landmark_path'")
     assert missing["masks"].startswith("8 of 8 fake frames have no file in 'mask_path'")
     one_domain = _table(tmp_path)[lambda t: t["domain"] != "F2F"]
-    assert "1 manipulation name(s) ['DF']" in missing_needs({"manipulation_labels"}, one_domain)[
-        "manipulation_labels"
-    ]
+    assert (
+        "1 manipulation name(s) ['DF']"
+        in missing_needs({"manipulation_labels"}, one_domain)["manipulation_labels"]
+    )
     unpaired = _table(tmp_path).assign(source_video=lambda t: t["video"])
-    assert "no training fake was made from a training real" in missing_needs({"aligned_groups"}, unpaired)[
-        "aligned_groups"
-    ]
+    assert (
+        "no training fake was made from a training real"
+        in missing_needs({"aligned_groups"}, unpaired)["aligned_groups"]
+    )
     stills = _table(tmp_path)[lambda t: t["frame"] == 0]
     assert "6 of 6 training videos have a single frame" in missing_needs({"clips"}, stills)["clips"]
     two_levels = pd.concat([_table(tmp_path), _table(tmp_path).assign(compression="c40")])
