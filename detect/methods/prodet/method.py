@@ -44,7 +44,10 @@ class ProDet(Method):
 
     name = "prodet"
     gradient_sync = "ddp"  # one forward of the tuple batch, one backward of L (Eq. 8)
-    find_unused_parameters = True  # set from the probe below; see needs/unused notes in docs
+    # Feature bridging after the warm-up feeds mixed features to Ca (and Cf), which train on the unmixed
+    # features from the first step: no parameter is idle before or after the warm-up (scripts/gpu_check.py
+    # counts them for every ProDet option), so DDP need not search for unused parameters.
+    find_unused_parameters = False
     data_needs = frozenset({"landmarks", "aligned_groups"})
 
     @classmethod
