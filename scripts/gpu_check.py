@@ -307,8 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: the paper's; CPU: 2)")
     ap.add_argument("--budget-s", type=float, default=540.0, help="start no new option after this")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--list", action="store_true", help="print the method options and exit")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every option (key=value)")
     args = ap.parse_args(argv)
+    if args.list:
+        print("\n".join(method_options()))
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if args.threads:
