@@ -148,15 +148,25 @@ def mean_across_processes(
         return list(tensors)
     world = dist.get_world_size()
     if differentiable:
-        from torch.distributed.nn.functional import all_reduce
-
-        return [all_reduce(t) / world for t in tensors]
+        return [_differentiable_sum(t) / world for t in tensors]
     out = []
     for t in tensors:
         t = t.detach().clone()
         dist.all_reduce(t)
         out.append(t / world)
     return out
+
+
+def _differentiable_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """All-reduce (sum) with autograd: PyTorch's functional collective where it has a backward (an
+    all-reduce of the incoming gradients), else the older ``torch.distributed.nn`` one (same backward)."""
+    from torch.distributed import _functional_collectives as funcol
+
+    if hasattr(funcol, "all_reduce_backward"):
+        return funcol.all_reduce(tensor, "sum", dist.group.WORLD)  # waits when first used
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)
 
 
 # -- one run directory for every process ---------------------------------------------------------------
