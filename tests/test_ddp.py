@@ -224,3 +224,20 @@ def test_rank_overrides_share_the_run_directory_and_keep_other_ranks_from_writin
     got = rank_overrides(["run_name=a"], {"WORLD_SIZE": "2", "RANK": "1"})
     assert got == ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
     assert rank_overrides(["run_name=a"], {"WORLD_SIZE": "2", "RANK": "0"}) == []
+
+
+def test_sync_batchnorm_converts_under_several_gpu_processes_and_refuses_the_cpu():
+    from detect.engine.distributed import sync_batchnorm
+    from detect.engine.runtime import Runtime
+
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+    gpus = Runtime(torch.device("cuda", 0), "bf16", rank=0, world_size=2)
+    converted = sync_batchnorm(net(), gpus, True)
+    assert isinstance(converted[1], nn.SyncBatchNorm)
+    assert isinstance(sync_batchnorm(net(), gpus, False)[1], nn.BatchNorm2d)
+    one = Runtime(torch.device("cpu"), "fp32")
+    assert isinstance(sync_batchnorm(net(), one, True)[1], nn.BatchNorm2d)  # one process: nothing to sync
+    with pytest.raises(ValueError, match="runtime.sync_bn=true: PyTorch's SyncBatchNorm runs on GPUs only"):
+        sync_batchnorm(net(), Runtime(torch.device("cpu"), "fp32", rank=0, world_size=2), True)

@@ -81,6 +81,20 @@ def wrap_for_training(method: nn.Module, runtime: Runtime) -> DistributedDataPar
     return ddp
 
 
+def sync_batchnorm(method: nn.Module, runtime: Runtime, enabled: bool) -> nn.Module:
+    """``runtime.sync_bn``: every BatchNorm of ``method`` as ``nn.SyncBatchNorm`` (statistics over the
+    global batch) when several processes train, before DDP wraps it; both gradient paths keep it."""
+    if not (enabled and runtime.distributed):
+        return method
+    if runtime.device.type == "cpu":
+        raise ValueError(
+            "runtime.sync_bn=true: PyTorch's SyncBatchNorm runs on GPUs only; use runtime.sync_bn=false on "
+            "the CPU"
+        )
+    log.info("BatchNorm layers converted to SyncBatchNorm")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(method)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or the module itself)."""
     return module.module if isinstance(module, DistributedDataParallel) else module

@@ -29,7 +29,7 @@ from detect.data.views import reseed
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
 from detect.engine.data_needs import check_data_needs
-from detect.engine.distributed import check_shared_run_dir, wrap_for_training
+from detect.engine.distributed import check_shared_run_dir, sync_batchnorm, wrap_for_training
 from detect.engine.evaluate import predict_table, table_mpd, to_device
 from detect.engine.loggers import build_logger
 from detect.engine.phases import run_phases
@@ -230,8 +230,7 @@ class Trainer:
         method = build_method(cfg.method, cfg.backbone, cfg.get("curriculum")).to(rt.device)
         if rt.channels_last:
             method = method.to(memory_format=torch.channels_last)
-        if rt.distributed and cfg.runtime.sync_bn:
-            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        method = sync_batchnorm(method, rt, bool(cfg.runtime.sync_bn))
         self.method = method
         self.train_dataset = method.build_train_dataset(self.tables["train"], self.train_pipeline)
         tr = cfg.trainer
