@@ -197,11 +197,12 @@ def _agreed_time(env: Mapping[str, str]) -> str | None:
     return store.compare_set(key, "", mine).decode()
 
 
-def rank_overrides(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+def rank_overrides(argv: Sequence[str], env: Mapping[str, str], run_name_prefix: str = "") -> list[str]:
     """Command-line overrides ``train.py`` adds under several processes, so that all ranks share one run
     directory and rank 0 alone writes into it: the run name agreed by every rank (when none is given and
     the launcher can agree on one), and, on ranks other than 0, no ``.hydra/`` copy of the config and a
-    log to the console only. Everything else a run writes (checkpoints, results, predictions, figures,
+    log to the console only (``run_name_prefix``: what the entry point's default name puts before the time,
+    ``eval_`` for ``eval.py``). Everything else a run writes (checkpoints, results, predictions, figures,
     the logger) is written by rank 0 alone (``Runtime.is_main``)."""
     if int(env.get("WORLD_SIZE", "1")) <= 1 or any(a in ("-m", "--multirun") for a in argv):
         return []
@@ -209,7 +210,7 @@ def rank_overrides(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     if not any(a.startswith(("run_name=", "+run_name=", "++run_name=")) for a in argv):
         agreed = _agreed_time(env)
         if agreed is not None:
-            out.append(f"run_name={agreed}")
+            out.append(f"run_name={run_name_prefix}{agreed}")
     if int(env.get("RANK", "0")) != 0:
         out += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
     return out
