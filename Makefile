@@ -34,13 +34,14 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline
+bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline; 2-process DDP vs explicit step
 	$(PY) scripts/bench_defaults.py
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
 	$(PY) scripts/bench_ltw.py
 	$(PY) scripts/bench_dpl.py
 	$(PY) scripts/bench_dffc.py
+	$(PY) scripts/bench_ddp.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -3,10 +3,14 @@
 Sweeps: ``python train.py -m experiment=<paper>/<table> [scale=smoke]``. All logic lives in ``detect``.
 """
 
+import os
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from detect.cli import run_train
+from detect.engine.distributed import rank_overrides
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -15,4 +19,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv += rank_overrides(sys.argv[1:], os.environ)  # torchrun: one run directory, rank 0 writes
     main()

@@ -40,7 +40,8 @@ def test_auto_device_is_cpu_here_and_fp16_needs_cuda():
 
 def test_slurm_step_exports_torch_distributed_variables(monkeypatch):
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(k, "")  # recorded, so the variables _slurm_env exports are removed afterwards
+        monkeypatch.delenv(k)
     monkeypatch.setenv("SLURM_NTASKS", "8")  # an allocation alone is not a job step: stay single
     _slurm_env()
     assert "WORLD_SIZE" not in os.environ

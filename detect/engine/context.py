@@ -1,18 +1,20 @@
 """What a method's ``fit_step`` uses to run one update: autocast, backward, optimiser steps.
 
-``step`` averages gradients across processes (torch.distributed), unscales fp16 gradients, clips the
-global norm and steps the optimiser; the engine calls ``end_iteration`` once per iteration.
+``forward`` runs a method's training forward (through DistributedDataParallel when the engine wrapped the
+method: ``detect/engine/distributed.py``); ``step`` averages gradients across processes where DDP does not
+(the explicit path), unscales fp16 gradients, clips the global norm and steps the optimiser; the engine
+calls ``end_iteration`` once per iteration.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.distributed as dist
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from detect.engine.distributed import average_gradients, call_through
 from detect.engine.runtime import Runtime
 
 
@@ -26,6 +28,8 @@ class StepContext:
         self.epoch = 0
         self.global_step = 0
         self._stepped: list[torch.optim.Optimizer] = []
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None  # set by the engine
+        self._forwards = 0
 
     @property
     def device(self) -> torch.device:
@@ -39,28 +43,25 @@ class StepContext:
         """``loss.backward()``, scaled under fp16."""
         self.scaler.scale(loss).backward(**kwargs)
 
-    def _sync_grads(self, params: list[torch.nn.Parameter]) -> None:
-        world = self.runtime.world_size
-        grads = []
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for g in grads:
-            by_dtype.setdefault(g.dtype, []).append(g)
-        for group in by_dtype.values():
-            flat = _flatten_dense_tensors(group)
-            dist.all_reduce(flat)
-            flat /= world
-            for g, synced in zip(group, _unflatten_dense_tensors(flat, group), strict=True):
-                g.copy_(synced)
+    def forward(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)``: a ``gradient_sync = "ddp"`` method's training forward (the whole loss),
+        run through the DDP wrapper under several processes so its backward all-reduces in buckets."""
+        self._forwards += 1
+        if self.ddp is None:
+            return fn(*args, **kwargs)
+        return call_through(self.ddp, fn, *args, **kwargs)
 
     def step(self, optimizer: torch.optim.Optimizer, clip: bool = True) -> float | None:
         """Average grads across processes, unscale, clip, step, zero grads. Returns the grad norm."""
         params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-        if self.runtime.distributed:
-            self._sync_grads(params)
+        if self.ddp is not None:
+            if not self._forwards:
+                raise RuntimeError(
+                    f"{type(self.ddp.module).__name__} declares gradient_sync='ddp' but its fit_step did not "
+                    "run its forward through ctx.forward(...): its gradients would not be synchronised"
+                )
+        elif self.runtime.distributed:
+            average_gradients(params, self.runtime.world_size)
         norm = None
         if clip and self.grad_clip:
             self.scaler.unscale_(optimizer)
@@ -75,6 +76,7 @@ class StepContext:
         if self._stepped:
             self.scaler.update()
         self._stepped.clear()
+        self._forwards = 0
         self.global_step += 1
 
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:

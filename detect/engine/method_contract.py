@@ -15,6 +15,17 @@ Hooks, in the order the engine calls them:
    training, ``report_images(train_dataset)`` may return figures the engine saves as PNGs;
 7. ``extra_state()`` / ``load_extra_state(state)``: non-parameter state for checkpoints (tensors,
    numbers, lists, dicts only: checkpoints load with ``weights_only=True``).
+
+Declarations the engine reads before and around training (class attributes):
+
+- ``gradient_sync``: ``"ddp"`` for an update that is one backward of a loss computed by one forward, run
+  through ``ctx.forward`` (the engine wraps the method in DistributedDataParallel under several processes);
+  ``"explicit"`` (default, correct for any step) for second-order or multi-optimiser updates: ``ctx.step``
+  all-reduces the gradients (``detect/engine/distributed.py``). ``find_unused_parameters``: some trainable
+  parameters get no gradient in some steps (a warm-up head), passed on to DDP.
+- ``data_needs``: what training needs from the sample table beyond frames and binary labels
+  (``detect/engine/data_needs.py`` names them); ``needs_for(hyper)`` narrows it by the method's config.
+  Training checks them before building the method; evaluation needs none.
 """
 
 from __future__ import annotations
@@ -49,6 +60,15 @@ class Method(nn.Module):
     """Base class; subclasses implement ``fit_step`` and ``predict`` and may override the hooks."""
 
     name = "method"
+    gradient_sync: str = "explicit"
+    find_unused_parameters: bool = False
+    data_needs: frozenset[str] = frozenset()
+
+    @classmethod
+    def needs_for(cls, hyper: Mapping) -> frozenset[str]:
+        """The data needs of this method built with ``hyper`` (its ``cfg.method``); by default
+        ``data_needs`` whatever the configuration."""
+        return cls.data_needs
 
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
         raise NotImplementedError

@@ -27,6 +27,8 @@ from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
+from detect.engine.data_needs import check_data_needs
+from detect.engine.distributed import check_shared_run_dir, sync_batchnorm, wrap_for_training
 from detect.engine.loggers import build_logger
 from detect.engine.method_builder import build_method
 from detect.engine.phases import run_phases
@@ -165,6 +167,7 @@ class Trainer:
         check_pretrained(cfg)
         self.runtime = setup_runtime(cfg.runtime)
         rt = self.runtime
+        check_shared_run_dir(self.run_dir, rt)
         if rt.is_main:
             prepare_data(cfg)
         if rt.distributed:
@@ -174,14 +177,15 @@ class Trainer:
         self.timings["data_prepare_s"] = time.perf_counter() - t0
         self.sets = protocol_sets(cfg)
         self.tables = load_sets(self.sets, str(cfg.data.kind))
+        train_sets = ", ".join(sorted(map(str, self.tables["train"]["dataset"].unique())))
+        check_data_needs(cfg.method, self.tables["train"], train_sets or "(empty)")  # before any model
         seed_everything(cfg.seed)
         self.train_pipeline = build_pipeline(cfg.input, cfg.augment.train)
         self.eval_pipeline = build_pipeline(cfg.input, None)
         method = build_method(cfg.method, cfg.backbone, cfg.get("curriculum")).to(rt.device)
         if rt.channels_last:
             method = method.to(memory_format=torch.channels_last)
-        if rt.distributed and cfg.runtime.sync_bn:
-            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        method = sync_batchnorm(method, rt, bool(cfg.runtime.sync_bn))
         self.method = method
         self.train_dataset = method.build_train_dataset(self.tables["train"], self.train_pipeline)
         tr = cfg.trainer
@@ -203,6 +207,7 @@ class Trainer:
         if rt.distributed:
             for p in method.state_dict().values():
                 dist.broadcast(p, 0)
+        self.ctx.ddp = wrap_for_training(method, rt)  # self.method stays unwrapped: no `module.` in state
         config = OmegaConf.to_container(cfg, resolve=True)
         self.logger = build_logger(cfg.logger, config, str(self.run_dir), self.run_dir.name, rt.is_main)
         self.timings["setup_s"] = time.perf_counter() - t0

@@ -25,6 +25,7 @@ class Baseline(Method):
     """Backbone + dropout + Linear(C, 1)."""
 
     name = "baseline"
+    gradient_sync = "ddp"  # one forward, one backward
 
     def __init__(
         self,
@@ -57,11 +58,14 @@ class Baseline(Method):
             return focal_loss_with_logits(logits, labels, self.focal_gamma)
         return F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
 
-    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> torch.Tensor:
+        """Per-sample training losses of a batch (the forward ``ctx.forward`` runs)."""
         with ctx.autocast():
             logits = self.logits(batch["image"])
-        per_sample = self.sample_losses(logits, batch["label"])
-        return self.update_on(per_sample, batch, ctx)
+        return self.sample_losses(logits, batch["label"])
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        return self.update_on(ctx.forward(self.training_losses, batch, ctx), batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

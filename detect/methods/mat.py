@@ -228,6 +228,8 @@ class MAT(Method):
     """Multi-attentional detector: attention maps, texture enhancement, BAP, RIL + CE, AGDA (Zhao et al.)."""
 
     name = "mat"
+    gradient_sync = "ddp"  # one forward (two with AGDA, one loss), one backward
+    find_unused_parameters = True  # the warm-up trains warm_head only; afterwards warm_head is idle
 
     def __init__(
         self,
@@ -354,7 +356,8 @@ class MAT(Method):
             self.centres.copy_(stored)
         return intra, inter
 
-    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> tuple[Tensor, dict]:
+        """Per-sample losses and logs of a batch (the forward ``ctx.forward`` runs)."""
         images, labels = batch["image"], batch["label"].float()
         if bool(self.in_warmup):
             with ctx.autocast():
@@ -378,6 +381,10 @@ class MAT(Method):
                     self.ce_weight * ce2 + self.ril_weight * (intra2 + inter2)
                 )
                 logs["agda_ce"] = ce2.mean().detach()
+        return per_sample, logs
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        per_sample, logs = ctx.forward(self.training_losses, batch, ctx)
         loss = per_sample.mean()
         ctx.backward(loss)
         ctx.step(self.optimizer)

@@ -56,6 +56,7 @@ class SPSL(Method):
     """Backbone on [RGB, phase spectrum] with a shallow network, one logit, BCE (Liu et al., CVPR 2021)."""
 
     name = "spsl"
+    gradient_sync = "ddp"  # one forward, one backward
 
     def __init__(
         self,
@@ -111,13 +112,14 @@ class SPSL(Method):
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
         return self.one_optimizer(epochs, steps_per_epoch)
 
-    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> Tensor:
+        """Per-sample BCE of a batch (the forward ``ctx.forward`` runs)."""
         with ctx.autocast():
             logits = self.logits(batch["image"])
-        per_sample = F.binary_cross_entropy_with_logits(
-            logits.float(), batch["label"].float(), reduction="none"
-        )
-        return self.update_on(per_sample, batch, ctx)
+        return F.binary_cross_entropy_with_logits(logits.float(), batch["label"].float(), reduction="none")
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        return self.update_on(ctx.forward(self.training_losses, batch, ctx), batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:

@@ -296,6 +296,7 @@ class SRM(Method):
     """Two-stream RGB + SRM-residual detector with multi-scale SRM, RSA, DCMA and AM-Softmax (Luo et al.)."""
 
     name = "srm"
+    gradient_sync = "ddp"  # one forward, one backward
 
     def __init__(
         self,
@@ -361,11 +362,14 @@ class SRM(Method):
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
         return self.one_optimizer(epochs, steps_per_epoch)
 
-    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> Tensor:
+        """Per-sample AM-Softmax losses of a batch (the forward ``ctx.forward`` runs)."""
         with ctx.autocast():
             cos = self.cosines(batch["image"])
-        per_sample = am_softmax_loss(cos.float(), batch["label"], self.am_margin, self.am_scale)
-        return self.update_on(per_sample, batch, ctx)
+        return am_softmax_loss(cos.float(), batch["label"], self.am_margin, self.am_scale)
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        return self.update_on(ctx.forward(self.training_losses, batch, ctx), batch, ctx)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:

@@ -40,6 +40,14 @@ KINDS = ("dffc", "babystep", "vanilla")
 class Curriculum(Method):
     """``detector`` trained under the curriculum ``kind`` (see the module docstring)."""
 
+    @property
+    def gradient_sync(self) -> str:  # the detector's step is the curriculum's step
+        return self.detector.gradient_sync
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        return self.detector.find_unused_parameters
+
     def __init__(
         self,
         detector: Method,

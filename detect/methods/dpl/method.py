@@ -59,6 +59,10 @@ class DPL(Method):
     """See the module docstring; arguments are the ``method.*`` keys of ``conf/method/dpl.yaml``."""
 
     name = "dpl"
+    # Stage I and Stage II train different parameter sets (requires_grad switches at the stage change) and
+    # Stage II's PPO step runs its own policy optimiser: gradients are averaged explicitly in ctx.step.
+    # Its qualities are JPEG re-compressions made on the fly, so it needs nothing beyond frames and labels.
+    gradient_sync = "explicit"
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ from detect.data.datasets import MetaPairDataset
 from detect.data.images import read_rgb
 from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
+from detect.engine.distributed import mean_across_processes
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
 from detect.methods.ltw.losses import sample_losses
@@ -66,6 +67,11 @@ class LTW(Method):
     """See the module docstring; arguments are the ``method.*`` keys of ``conf/method/ltw.yaml``."""
 
     name = "ltw"
+    # The virtual step θ' = θ − α∇θT takes the *global* batch's gradient (averaged over the processes
+    # differentiably, so the second-order terms see it too) and w and θ have their own optimisers: DDP's
+    # one-backward reducer cannot express this, so gradients are averaged explicitly in ctx.step.
+    gradient_sync = "explicit"
+    data_needs = frozenset({"manipulation_labels", "aligned_groups"})  # meta-split by domain, meta pairs
 
     def __init__(
         self,
@@ -169,6 +175,11 @@ class LTW(Method):
         grads = torch.autograd.grad(
             out["train_loss"], [params[n] for n in names], create_graph=True, allow_unused=True
         )
+        used = [i for i, g in enumerate(grads) if g is not None]  # the same on every process
+        grads = list(grads)
+        means = mean_across_processes([grads[i] for i in used], differentiable=True)
+        for i, g in zip(used, means, strict=True):
+            grads[i] = g
         virtual = {
             n: params[n] - self.alpha * g if g is not None else params[n]
             for n, g in zip(names, grads, strict=True)
@@ -188,11 +199,12 @@ class LTW(Method):
         out: dict = self._meta_train(batch)
         per_sample, weight = out["per_sample"], out["weight"]
         g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
+        g = mean_across_processes(g)  # the global batch's ∇θT (θ' is the same on every process)
         virtual = {
             n: (params[n] - self.alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
         }
         meta = self._meta_test({**params, **virtual}, batch)
-        v = torch.autograd.grad(meta, [virtual[n] for n in names])
+        v = mean_across_processes(torch.autograd.grad(meta, [virtual[n] for n in names]))
         out["meta_loss"] = meta
         out["theta_grad"] = {n: gi + self.beta * vi for n, gi, vi in zip(names, g, v, strict=True)}
         if self.weight_grad:

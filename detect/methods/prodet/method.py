@@ -43,6 +43,22 @@ class ProDet(Method):
     """See the module docstring; every argument is a ``method.*`` config key (``conf/method/prodet.yaml``)."""
 
     name = "prodet"
+    gradient_sync = "ddp"  # one forward of the tuple batch, one backward of L (Eq. 8)
+    # Feature bridging after the warm-up feeds mixed features to Ca (and Cf), which train on the unmixed
+    # features from the first step: no parameter is idle before or after the warm-up (scripts/gpu_check.py
+    # counts them for every ProDet option), so DDP need not search for unused parameters.
+    find_unused_parameters = False
+    data_needs = frozenset({"landmarks", "aligned_groups"})
+
+    @classmethod
+    def needs_for(cls, hyper: Mapping) -> frozenset[str]:
+        """Landmarks when SBI or CBI anchors are blended (from real faces); aligned groups when a deepfake
+        anchor joins each real frame (the fake of its own source video)."""
+        anchors = set(hyper.get("anchors") or ANCHORS)
+        needs = {"landmarks"} if anchors & {"sbi", "cbi"} else set()
+        if "deepfake" in anchors:
+            needs.add("aligned_groups")
+        return frozenset(needs)
 
     def __init__(
         self,
@@ -236,9 +252,13 @@ class ProDet(Method):
             fakes.append(bridge(y, torch.ones_like(y), lam))
         return torch.cat(feats), torch.cat(tgts), torch.cat(fakes)
 
-    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """``losses`` of a tuple batch under autocast (the forward ``ctx.forward`` runs)."""
         with ctx.autocast():
-            out = self.losses(batch["images"], batch["anchors"])
+            return self.losses(batch["images"], batch["anchors"])
+
+    def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
+        out = ctx.forward(self.training_losses, batch, ctx)
         ctx.backward(out["loss"])
         ctx.step(self.optimizer)
         logs = {k: out[k].detach() for k in ("loss_d", "loss_o", "loss_t")}  # synced only when logged
