@@ -12,7 +12,7 @@ import pytest
 from helpers import compose, write_ff_fixture
 from omegaconf import OmegaConf, open_dict
 
-from detect.data.table import COLUMNS
+from detect.data.sample_table import COLUMNS
 from detect.engine.data_needs import NEEDS, check_data_needs, method_needs, missing_needs
 
 
@@ -125,7 +125,7 @@ def test_training_stops_before_building_the_method_and_evaluation_needs_no_landm
 ):
     import detect.engine.trainer as trainer_module
     from detect.engine.checkpoint import save_checkpoint
-    from detect.engine.evaluate_run import evaluate_checkpoint
+    from detect.engine.scoring import evaluate_checkpoint
     from detect.engine.trainer import Trainer, build_method
 
     overrides = [*_real_overrides(ff_without_landmarks, tmp_path), "method=prodet", "+scale=smoke"]
