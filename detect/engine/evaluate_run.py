@@ -9,11 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.engine.checkpoint import load_checkpoint
+from detect.engine.checkpoint import describe, load_checkpoint, load_method_state
 from detect.engine.loggers import build_logger
 from detect.engine.report import format_metrics_table, git_commit, write_results
 from detect.engine.runtime import cleanup, seed_everything, setup_runtime
 from detect.engine.trainer import absolute_paths, build_method, evaluate_sets
+from detect.engine.trust import checkpoint_build_config
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
@@ -23,15 +24,18 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     runtime = setup_runtime(cfg.runtime)
     try:
         state = load_checkpoint(cfg.ckpt, "cpu")
+        build = checkpoint_build_config(
+            state["config"], OmegaConf.to_container(cfg, resolve=True), cfg.get("trusted_targets") or ()
+        )
         trained = OmegaConf.create(state["config"])
-        method = build_method(trained.method, trained.backbone, trained.get("curriculum"))
-        method.load_state_dict(state["method"], strict=True)
+        method = build_method(build["method"], build["backbone"], build.get("curriculum"))
+        load_method_state(method, state, cfg.ckpt, describe(state))
         method.to(runtime.device).eval()
         seed_everything(cfg.seed)
         prepare_data(cfg)
         sets = protocol_sets(cfg, roles=("test",))
         tables = load_sets(sets, str(cfg.data.kind))
-        pipeline = build_pipeline(trained.input, None)
+        pipeline = build_pipeline(OmegaConf.create(build["input"]), None)
         logger = build_logger(
             cfg.logger, OmegaConf.to_container(cfg, resolve=True), str(run_dir), run_dir.name, runtime.is_main
         )
