@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,8 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu", what: st
 
     p = _existing(path, what)
     size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(4)
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -52,19 +53,18 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu", what: st
                 "strings and containers are loaded, since loading must not run code. Re-save only the "
                 "tensors (e.g. the state dict) or convert the file to .safetensors"
             ) from None
+        failure: Exception = err
+    except Exception as err:  # noqa: BLE001 - torch's readers raise many types (EOFError, KeyError, ...)
+        failure = err
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
         raise UnreadableFile(
-            f"{what} {p} ({size} bytes) is not a PyTorch file ({_first_line(err)}); "
-            "check that the path names the right file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        kind = (
-            "a truncated or corrupt PyTorch archive"
-            if zipfile.is_zipfile(p) or size < 64
-            else ("truncated, corrupt or not a PyTorch file")
+            f"{what} {p} ({size} bytes) cannot be read: a truncated or corrupt PyTorch file "
+            f"({_first_line(failure)}); copy or save it again"
         )
-        raise UnreadableFile(
-            f"{what} {p} ({size} bytes) cannot be read: {kind} ({_first_line(err)})"
-        ) from None
+    raise UnreadableFile(
+        f"{what} {p} ({size} bytes) is not a PyTorch file (it starts with {head!r}); "
+        "check that the path names the right file"
+    )
 
 
 def load_safetensors_file(path: str | os.PathLike, what: str = "weights file") -> dict:

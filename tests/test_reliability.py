@@ -1,0 +1,439 @@
+"""Trustworthy runs (docs/reliability.md): run-directory locks, run names, checkpoint trust, resume
+compatibility, config validation, preemption signals, durable writes, named file errors, W&B timeout.
+
+Each fault is tried the way a user meets it: through ``train.py``/``eval.py`` where it happens there."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from detect.engine import run_dir as run_dir_mod
+from detect.engine.checkpoint import load_checkpoint
+from detect.engine.resume_check import config_differences
+from detect.engine.schema import ConfigError, validate_config
+from detect.engine.signals import StopGuard
+from detect.engine.trust import UntrustedTarget, allowed_targets, check_targets, project_targets
+from detect.utils.io import atomic_write, atomic_write_json
+from detect.utils.run_names import default_run_name
+from detect.utils.torch_files import UnreadableFile, load_safetensors_file, load_torch_file
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="offline",
+        NO_ALBUMENTATIONS_UPDATE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=f"{REPO}{os.pathsep}{TESTS}",
+    )
+    env.update(extra)
+    return env
+
+
+def _data(data: Path, out: Path) -> list[str]:
+    """What train.py and eval.py share: the tiny FF++ fixture, the output folders, no W&B, no bars."""
+    return [
+        "data=real",
+        f"paths.data_dir={data}",
+        f"paths.output_dir={out}",
+        f"paths.cache_dir={out}/cache",
+        "logger=none",
+        "trainer.progress=false",
+        "dataset.manipulations=[DF,F2F]",
+    ]
+
+
+def _common(data: Path, out: Path) -> list[str]:
+    """train.py's arguments: the tiny backbone at 32 px, batches of 8 (6 steps per epoch)."""
+    return [*_data(data, out), "backbone=tiny", "backbone.input_size=32", "trainer.batch_size=8"]
+
+
+def _cli(script: str, args: list[str], timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- 1. run directories and names ------------------------------------------------------------------
+def test_default_run_names_never_collide_and_follow_the_job():
+    local = {default_run_name({}, now=1e9) for _ in range(50)}
+    assert len(local) == 50  # same millisecond, still distinct
+    assert default_run_name({"SLURM_JOB_ID": "77"}) == "slurm-77"
+    array = {"SLURM_JOB_ID": "80", "SLURM_ARRAY_JOB_ID": "79", "SLURM_ARRAY_TASK_ID": "3"}
+    assert default_run_name(array) == "slurm-79_3" == default_run_name(array)  # every requeue, every rank
+    assert default_run_name({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "2"}) == "slurm-77-s2"
+    assert default_run_name({"TORCHELASTIC_RUN_ID": "abc"}) == "torchrun-abc"
+
+
+def test_a_held_run_directory_is_refused_with_the_holder_named(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from detect.engine.run_dir import lock_run_dir; lock_run_dir(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(tmp_path / "run"),
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(run_dir_mod.RunDirBusy, match=rf"pid {holder.pid} on host"):
+            run_dir_mod.lock_run_dir(tmp_path / "run")
+    finally:
+        holder.kill()
+        holder.wait()
+    run_dir_mod.lock_run_dir(tmp_path / "run")  # released by the OS when the holder died
+    run_dir_mod.release_run_dir(tmp_path / "run")
+
+
+@pytest.mark.e2e
+def test_two_concurrent_runs_with_one_run_name(ff_fixture, tmp_path):
+    """The second run stops before any data or model work, naming the directory and the holder; the
+    first completes and its .hydra/ files, log and results are its own."""
+    args = [*_common(ff_fixture, tmp_path), "trainer.epochs=2", "runtime.num_workers=0", "run_name=x"]
+    run = tmp_path / "runs" / "x"
+    first = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if (run / ".hydra" / "overrides.yaml").is_file():
+                break
+            time.sleep(0.1)
+        hydra_before = _snapshot(run / ".hydra")
+        second = _cli("train.py", [*args, "seed=3"])
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"run directory {run.resolve()} is in use by another run (pid {first.pid} on host" in second.stderr
+    assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert first.returncode == 0, err[-2000:]
+    assert _snapshot(run / ".hydra") == hydra_before
+    assert "seed=3" not in (run / ".hydra" / "overrides.yaml").read_text()
+    assert json.loads((run / "results.json").read_text())["seed"] == 0
+    assert "frame_auc" not in second.stdout
+
+
+# -- 2. checkpoint trust ---------------------------------------------------------------------------
+def test_allow_list_is_exact_and_covers_the_whole_tree():
+    allowed = allowed_targets()
+    assert "detect.methods.baseline.Baseline" in project_targets() and "torch.optim.Adam" in allowed
+    check_targets({"method": {"_target_": "detect.methods.baseline.Baseline"}}, allowed)
+    for bad in (
+        {"method": {"_target_": "torch.hub.load"}},  # no prefix rule: torch.optim.* is not torch.*
+        {"method": {"_target_": "detect.methods.baseline.Baseline", "optim": {"_target_": "os.system"}}},
+        {"method": {"_target_": "detect.methods.baseline.Baseline", "x": [{"_target_": "builtins.open"}]}},
+    ):
+        with pytest.raises(UntrustedTarget, match="refused before building anything"):
+            check_targets(bad, allowed)
+    check_targets({"m": {"_target_": "my.Model"}}, allowed_targets(["my.Model"]))
+
+
+def _crafted_checkpoint(path: Path, victim: Path, nested: bool) -> None:
+    target = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+    method = (
+        {"_target_": "detect.methods.baseline.Baseline", "name": "baseline", "optim": target}
+        if nested
+        else target
+    )
+    cfg = {"method": method, "backbone": {"name": "tiny"}, "input": {"size": 32}, "seed": 0}
+    torch.save({"method": {}, "config": cfg, "epoch": 1}, path)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_eval_refuses_a_crafted_checkpoint_target(ff_fixture, tmp_path, nested):
+    ckpt, victim = tmp_path / "crafted.pt", tmp_path / "created_by_checkpoint.txt"
+    _crafted_checkpoint(ckpt, victim, nested)
+    proc = _cli("eval.py", [*_data(ff_fixture, tmp_path), f"ckpt={ckpt}", "run_name=e"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    key = "method.optim._target_" if nested else "method._target_"
+    assert f"{key}='builtins.open'" in proc.stderr
+    assert not victim.exists()
+    assert not (tmp_path / "cache").exists()  # refused before any data work
+
+
+# -- 3. resume compatibility -----------------------------------------------------------------------
+def test_config_differences_deny_by_default():
+    saved = {"method": {"optim": {"lr": 1e-3}}, "trainer": {"progress": True, "epochs": 2}, "logger": {}}
+    new = {"method": {"optim": {"lr": 0.5}}, "trainer": {"progress": False, "epochs": 2}, "logger": {"a": 1}}
+    assert config_differences(saved, new) == [("method.optim.lr", 1e-3, 0.5)]
+    assert config_differences(saved, {**saved, "extra": 1}) == [("extra", "<absent>", 1)]
+
+
+@pytest.mark.e2e
+def test_resume_with_a_changed_lr_is_refused_and_changes_nothing(ff_fixture, tmp_path):
+    """Also: results.json and checkpoints are 0644 under umask 022."""
+    args = [*_common(ff_fixture, tmp_path), "trainer.epochs=1", "runtime.num_workers=0", "run_name=t"]
+    assert _cli("train.py", args).returncode == 0
+    run = tmp_path / "runs" / "t"
+    for name in ("results.json", "checkpoints/last.pt", "checkpoints/best.pt", "predictions/in_domain.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o644, name
+    before = _snapshot(run)
+    proc = _cli("train.py", [*args, "method.optim.lr=0.5", "trainer.epochs=2"])
+    assert proc.returncode == 2
+    assert "method.optim.lr: checkpoint 0.001 -> now 0.5" in proc.stderr
+    assert "trainer.epochs: checkpoint 1 -> now 2" in proc.stderr
+    assert "run_name=<new name>" in proc.stderr and "resume=never" in proc.stderr
+    assert _snapshot(run) == before  # .hydra/config.yaml, train.log, checkpoints: byte-identical
+    allowed = _cli("train.py", [*args, "trainer.eval_batch_size=16", "trainer.log_every_n_steps=3"])
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+
+
+# -- 4. config validation --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epochs=-1", "trainer.epochs=-1 (int): must be an integer >= 1"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 (int): must be an integer >= 1"),
+        ("trainer.batch_size=abc", "trainer.batch_size='abc' (str): must be an integer >= 1"),
+        ("runtime.precision=fp8", "runtime.precision='fp8' (str): must be one of ['fp32', 'bf16', 'fp16']"),
+    ],
+)
+def test_bad_values_stop_before_any_work(tmp_path, override, message):
+    proc = _cli(
+        "train.py",
+        [f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache", "run_name=bad", override],
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "cache").exists()  # no synthetic generation
+    assert not (tmp_path / "runs" / "bad").exists() or not any((tmp_path / "runs" / "bad").iterdir())
+
+
+def test_every_shipped_config_passes_the_schema():
+    from conftest import compose
+
+    validate_config(compose([]))
+    validate_config(compose(["+scale=smoke"]))
+    validate_config(compose(["ckpt=x"], config_name="eval"))
+    with pytest.raises(ConfigError, match=r"logger.init_timeout_s=0 \(int\): must be a number > 0"):
+        validate_config(compose(["logger.init_timeout_s=0"]))
+
+
+# -- 5. preemption and signals ---------------------------------------------------------------------
+def test_stop_guard_defers_and_chains_to_the_previous_handler():
+    calls = []
+
+    def launcher_handler(signum, frame):  # stands in for submitit's checkpoint_and_try_requeue
+        calls.append(signum)
+        raise SystemExit(-1)
+
+    old = signal.signal(signal.SIGUSR2, launcher_handler)
+    try:
+        guard = StopGuard().install()
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert guard.requested and guard.name == "SIGUSR2" and calls == []  # deferred, not lost
+        with pytest.raises(SystemExit) as exit_info:
+            guard.hand_over()
+        assert calls == [signal.SIGUSR2] and exit_info.value.code == -1
+        assert signal.getsignal(signal.SIGUSR2) is launcher_handler  # restored, never replaced
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    bare = StopGuard([signal.SIGUSR1]).install()
+    os.kill(os.getpid(), signal.SIGUSR1)
+    with pytest.raises(SystemExit) as exit_info:
+        bare.hand_over()
+    assert exit_info.value.code == 128 + signal.SIGUSR1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("signame", ["USR2", "TERM"])
+def test_preempted_mid_epoch_two_resumes_bit_identically(ff_fixture, tmp_path, signame):
+    """6 steps per epoch; the signal arrives during step 8 (epoch 2, batch 3) with 2 loader workers: the
+    run finishes the step, writes last.pt there, logs one line and exits 128+signal; rerunning the same
+    command resumes to the same weights as an uninterrupted run."""
+    args = [
+        *_common(ff_fixture, tmp_path),
+        "trainer.epochs=3",
+        "runtime.num_workers=2",
+        "method._target_=signal_probe.SignalAt",
+        "method.dropout=0.2",
+    ]
+    assert _cli("train.py", [*args, "run_name=straight"]).returncode == 0
+    cut = _cli("train.py", [*args, "run_name=cut"], DETECT_TEST_SIGNAL=f"{signame}:8")
+    signum = getattr(signal, f"SIG{signame}")
+    assert cut.returncode == 128 + signum, cut.stderr[-2000:]
+    run = tmp_path / "runs" / "cut"
+    mid = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert (mid["epoch"], mid["mid_epoch"]["batch"], mid["global_step"]) == (1, 3, 9)
+    lines = [x for x in (run / "train.log").read_text().splitlines() if f"SIG{signame} received" in x]
+    assert len(lines) == 1 and "epoch 2 step 3" in lines[0]
+    resumed = _cli("train.py", [*args, "run_name=cut"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "runs/straight/checkpoints/last.pt")
+    b = load_checkpoint(run / "checkpoints" / "last.pt")
+    for key, value in a["method"].items():
+        assert torch.equal(value, b["method"][key]), key
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "train_time_s"} for h in history]
+
+    assert strip(a["history"]) == strip(b["history"])  # epoch 2's mean loss includes the steps before
+
+
+@pytest.mark.e2e
+def test_sigint_prints_one_line_and_keeps_the_last_checkpoint(ff_fixture, tmp_path):
+    args = [
+        *_common(ff_fixture, tmp_path),
+        "trainer.epochs=50",
+        "runtime.num_workers=0",
+        "run_name=i",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = tmp_path / "runs/i/checkpoints/last.pt"
+    try:
+        for _ in range(1200):
+            if last.is_file():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        f"interrupted (SIGINT): the last checkpoint {last} is kept; rerun the same command to resume"
+    ]
+    assert load_checkpoint(last)["epoch"] >= 1
+
+
+# -- 6. durability and modes -----------------------------------------------------------------------
+def test_atomic_writes_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o002)
+        atomic_write(tmp_path / "w.pt", lambda tmp: torch.save({"x": torch.zeros(1)}, tmp))
+        assert (tmp_path / "w.pt").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_full_disk_names_the_path(tmp_path):
+    def torch_full(tmp):  # what torch.save raises on ENOSPC
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0; write failed")
+
+    def plain_full(tmp):
+        raise OSError(28, "No space left on device")
+
+    for write in (torch_full, plain_full):
+        with pytest.raises(OSError, match=f"no space left on device while writing {tmp_path}/c.pt"):
+            atomic_write(tmp_path / "c.pt", write)
+        assert list(tmp_path.iterdir()) == []
+
+
+# -- 7. named file errors --------------------------------------------------------------------------
+def test_every_bad_file_names_its_path(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"method": {"w": torch.ones(3)}, "config": {}}, good)
+    data = good.read_bytes()
+    cases = {
+        "empty.pt": (b"", "is empty (0 bytes)"),
+        "truncated.pt": (data[: len(data) // 2], "cannot be read"),
+        "text.pt": (b"hello, not weights\n" * 10, "is not a PyTorch file"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UnreadableFile) as err:
+            load_checkpoint(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and message in str(err.value), err.value
+        assert "weights_only=False" not in str(err.value)
+    torch.save({"w": torch.ones(2)}, tmp_path / "weights.pt")
+    with pytest.raises(UnreadableFile, match=f"{tmp_path}/weights.pt is not a detect checkpoint"):
+        load_checkpoint(tmp_path / "weights.pt")
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(UnreadableFile, match=f"{tmp_path}/bad.safetensors .* not a valid .safetensors"):
+        load_safetensors_file(tmp_path / "bad.safetensors")
+    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {tmp_path}/missing.pt"):
+        load_torch_file(tmp_path / "missing.pt")
+
+
+def test_a_text_file_as_pretrained_weights_is_named_without_unsafe_advice(tmp_path):
+    from detect.models.weights import WeightsError, read_state_dict
+
+    (tmp_path / "notes.pth").write_text("these are not weights\n")
+    with pytest.raises(WeightsError) as err:
+        read_state_dict(tmp_path / "notes.pth")
+    assert f"{tmp_path}/notes.pth" in str(err.value) and "weights_only=False" not in str(err.value)
+
+
+@pytest.mark.e2e
+def test_eval_of_another_backbone_names_what_the_checkpoint_holds(ff_fixture, tmp_path):
+    args = [*_common(ff_fixture, tmp_path), "trainer.epochs=1", "runtime.num_workers=0", "run_name=t"]
+    assert _cli("train.py", args).returncode == 0
+    ckpt = tmp_path / "runs/t/checkpoints/last.pt"
+    state = load_checkpoint(ckpt)
+    state["config"]["backbone"]["name"] = "small"  # a config that no longer fits the weights
+    state["config"]["backbone"]["timm_name"] = "resnet18"
+    torch.save(state, tmp_path / "other.pt")
+    proc = _cli("eval.py", [*_data(ff_fixture, tmp_path), f"ckpt={tmp_path / 'other.pt'}", "run_name=e"])
+    assert proc.returncode != 0
+    assert f"checkpoint {tmp_path / 'other.pt'} holds method=baseline backbone=small" in proc.stderr
+
+
+# -- 8. W&B ----------------------------------------------------------------------------------------
+def test_unreachable_wandb_waits_at_most_the_timeout_then_logs_offline(tmp_path, monkeypatch):
+    import wandb
+
+    from detect.engine.loggers import WandbLogger, wandb_run_id
+
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    t0 = time.perf_counter()
+    offline = WandbLogger({"mode": "offline"}, {}, str(tmp_path / "off"), "off")
+    offline.finish()
+    offline_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logger = WandbLogger({"mode": "online", "init_timeout_s": 3}, {}, str(tmp_path), "run")
+    online_s = time.perf_counter() - t0
+    assert logger.run is not None and logger.run.offline
+    logger.log({"x": 1.0}, step=1)
+    logger.finish()
+    assert online_s < 3 + 2 * offline_s + 10, (online_s, offline_s)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith(wandb_run_id(tmp_path))
+    again = WandbLogger({"mode": "offline"}, {}, str(tmp_path), "run")  # a resumed run
+    assert again.run.id == wandb_run_id(tmp_path)
+    again.finish()
+    wandb.teardown()
