@@ -275,34 +275,48 @@ def test_stop_guard_defers_and_chains_to_the_previous_handler():
     assert exit_info.value.code == 128 + signal.SIGUSR1
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("signame", ["USR2", "TERM"])
-def test_preempted_mid_epoch_two_resumes_bit_identically(ff_fixture, tmp_path, signame):
-    """6 steps per epoch; the signal arrives during step 8 (epoch 2, batch 3) with 2 loader workers: the
-    run finishes the step, writes last.pt there, logs one line and exits 128+signal; rerunning the same
-    command resumes to the same weights as an uninterrupted run."""
-    args = [
-        *_common(ff_fixture, tmp_path),
-        "trainer.epochs=3",
+def _preempt_args(data: Path, out: Path) -> list[str]:
+    return [
+        *_common(data, out),
+        "trainer.epochs=2",
         "runtime.num_workers=2",
         "method._target_=signal_probe.SignalAt",
         "method.dropout=0.2",
     ]
-    assert _cli("train.py", [*args, "run_name=straight"]).returncode == 0
-    cut = _cli("train.py", [*args, "run_name=cut"], DETECT_TEST_SIGNAL=f"{signame}:8")
+
+
+@pytest.fixture(scope="module")
+def straight_run(ff_fixture, tmp_path_factory) -> Path:
+    """The uninterrupted run the preempted ones must match (16 steps per epoch, 2 epochs)."""
+    out = tmp_path_factory.mktemp("straight")
+    proc = _cli("train.py", [*_preempt_args(ff_fixture, out), "run_name=straight"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "runs" / "straight"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("signame", ["USR2", "TERM"])
+def test_preempted_mid_epoch_two_resumes_bit_identically(ff_fixture, tmp_path, straight_run, signame):
+    """The signal arrives during step 20 (epoch 2, batch 5 of 16; class-balanced sampling) with 2 loader workers: the run finishes the
+    step, writes last.pt there, logs one line and exits 128+signal; rerunning the same command resumes
+    to the same weights and history as the uninterrupted run."""
+    args = [*_preempt_args(ff_fixture, tmp_path), "run_name=cut"]
+    cut = _cli("train.py", args, DETECT_TEST_SIGNAL=f"{signame}:20")
     signum = getattr(signal, f"SIG{signame}")
     assert cut.returncode == 128 + signum, cut.stderr[-2000:]
     run = tmp_path / "runs" / "cut"
     mid = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert (mid["epoch"], mid["mid_epoch"]["batch"], mid["global_step"]) == (1, 3, 9)
+    assert (mid["epoch"], mid["mid_epoch"]["batch"], mid["global_step"]) == (1, 5, 21)
     lines = [x for x in (run / "train.log").read_text().splitlines() if f"SIG{signame} received" in x]
-    assert len(lines) == 1 and "epoch 2 step 3" in lines[0]
-    resumed = _cli("train.py", [*args, "run_name=cut"])
+    assert len(lines) == 1 and "epoch 2 step 5" in lines[0]
+    resumed = _cli("train.py", args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = load_checkpoint(tmp_path / "runs/straight/checkpoints/last.pt")
+    assert "resumed from" in (run / "train.log").read_text()
+    a = load_checkpoint(straight_run / "checkpoints" / "last.pt")
     b = load_checkpoint(run / "checkpoints" / "last.pt")
     for key, value in a["method"].items():
         assert torch.equal(value, b["method"][key]), key
+
     def strip(history):
         return [{k: v for k, v in h.items() if k != "train_time_s"} for h in history]
 

@@ -140,7 +140,8 @@ class LossWindow:
                 f"non-finite loss {float(values[int(bad[0])])} at epoch {epoch + 1}, step {step}; "
                 f"batch samples: {paths[:16]}{' ...' if len(paths) > 16 else ''}"
             )
-        self.total += float(values.sum())
+        for value in values.tolist():  # one at a time: the same sum however the steps were flushed
+            self.total += value
         self.count += len(values)
         self.pending.clear()
         return float(values[-1])
