@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from detect.engine import run_dir as run_dir_mod
-from detect.engine.checkpoint import load_checkpoint
+from detect.engine.checkpoint import load_checkpoint, require_run_checkpoint
 from detect.engine.resume_check import config_differences
 from detect.engine.schema import ConfigError, validate_config
 from detect.engine.signals import StopGuard
@@ -297,9 +297,9 @@ def straight_run(ff_fixture, tmp_path_factory) -> Path:
 @pytest.mark.e2e
 @pytest.mark.parametrize("signame", ["USR2", "TERM"])
 def test_preempted_mid_epoch_two_resumes_bit_identically(ff_fixture, tmp_path, straight_run, signame):
-    """The signal arrives during step 20 (epoch 2, batch 5 of 16; class-balanced sampling) with 2 loader workers: the run finishes the
-    step, writes last.pt there, logs one line and exits 128+signal; rerunning the same command resumes
-    to the same weights and history as the uninterrupted run."""
+    """The signal arrives during step 20 (epoch 2, batch 5 of 16: class-balanced sampling) with 2 loader
+    workers: the run finishes the step, writes last.pt there, logs one line and exits 128+signal;
+    rerunning the same command resumes to the same weights and history as the uninterrupted run."""
     args = [*_preempt_args(ff_fixture, tmp_path), "run_name=cut"]
     cut = _cli("train.py", args, DETECT_TEST_SIGNAL=f"{signame}:20")
     signum = getattr(signal, f"SIG{signame}")
@@ -401,7 +401,7 @@ def test_every_bad_file_names_its_path(tmp_path):
         assert "weights_only=False" not in str(err.value)
     torch.save({"w": torch.ones(2)}, tmp_path / "weights.pt")
     with pytest.raises(UnreadableFile, match=f"{tmp_path}/weights.pt is not a detect checkpoint"):
-        load_checkpoint(tmp_path / "weights.pt")
+        require_run_checkpoint(load_checkpoint(tmp_path / "weights.pt"), tmp_path / "weights.pt")
     (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 8 + b"{}")
     with pytest.raises(UnreadableFile, match=f"{tmp_path}/bad.safetensors .* not a valid .safetensors"):
         load_safetensors_file(tmp_path / "bad.safetensors")

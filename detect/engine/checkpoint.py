@@ -26,12 +26,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``). A missing, empty, truncated or foreign file is
     named in the error (:class:`detect.utils.torch_files.UnreadableFile`)."""
-    state = load_torch_file(path, map_location, "checkpoint")
-    if not isinstance(state, dict) or "method" not in state:
+    return load_torch_file(path, map_location, "checkpoint")
+
+
+def require_run_checkpoint(state, path: str | os.PathLike) -> dict:
+    """``state`` if it is a checkpoint written by this runner (``method`` weights and ``config``)."""
+    if not isinstance(state, dict) or "method" not in state or "config" not in state:
         keys = sorted(map(str, state))[:12] if isinstance(state, dict) else type(state).__name__
         raise UnreadableFile(
-            f"{path} is not a detect checkpoint (holds {keys}, no 'method' entry); backbone weights go in "
-            "backbone.pretrained=<file>"
+            f"{path} is not a detect checkpoint (holds {keys}, no 'method' and 'config' entries); "
+            "backbone weights go in backbone.pretrained=<file>"
         )
     return state
 
@@ -46,6 +50,7 @@ def describe(state: dict) -> str:
 def load_method_state(method: torch.nn.Module, state: dict, path: str | os.PathLike, wanted: str) -> None:
     """``method.load_state_dict(state['method'], strict=True)``; a mismatch names what the checkpoint
     holds (``describe``) against ``wanted`` (what this run builds)."""
+    require_run_checkpoint(state, path)
     try:
         method.load_state_dict(state["method"], strict=True)
     except RuntimeError as err:

@@ -9,7 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.engine.checkpoint import describe, load_checkpoint, load_method_state
+from detect.engine.checkpoint import (
+    describe,
+    load_checkpoint,
+    load_method_state,
+    require_run_checkpoint,
+)
 from detect.engine.loggers import build_logger
 from detect.engine.report import format_metrics_table, git_commit, write_results
 from detect.engine.runtime import cleanup, seed_everything, setup_runtime
@@ -23,7 +28,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     absolute_paths(cfg)
     runtime = setup_runtime(cfg.runtime)
     try:
-        state = load_checkpoint(cfg.ckpt, "cpu")
+        state = require_run_checkpoint(load_checkpoint(cfg.ckpt, "cpu"), cfg.ckpt)
         build = checkpoint_build_config(
             state["config"], OmegaConf.to_container(cfg, resolve=True), cfg.get("trusted_targets") or ()
         )

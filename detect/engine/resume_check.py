@@ -82,14 +82,12 @@ def normalised(cfg) -> dict:
 def check_resume(cfg, run_dir: str | os.PathLike) -> Path | None:
     """Refuse (:class:`ResumeRefused`) a resume whose config differs from the checkpoint's; returns the
     checkpoint that will be resumed, or None. Reads only; writes nothing."""
-    from detect.engine.checkpoint import find_resume, load_checkpoint
+    from detect.engine.checkpoint import find_resume, load_checkpoint, require_run_checkpoint
 
     path = find_resume(run_dir, str(cfg.get("resume", "never")))
     if path is None:
         return None
-    saved = load_checkpoint(path, "cpu").get("config")
-    if not isinstance(saved, Mapping):
-        raise ResumeRefused(f"{path} holds no saved config, so a resume cannot be checked; use resume=never")
+    saved = require_run_checkpoint(load_checkpoint(path, "cpu"), path)["config"]
     diffs = config_differences(saved, normalised(cfg))
     if diffs:
         shown = "\n".join(f"  {k}: checkpoint {va!r} -> now {vb!r}" for k, va, vb in diffs[:40])

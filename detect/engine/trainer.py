@@ -293,9 +293,9 @@ class Trainer:
         self.best, self.history = dict(state["best"]), list(state["history"])
         set_rng_state(state["rng"])
         self.mid_epoch = state.get("mid_epoch")
-        where = f", batch {self.mid_epoch['batch']}" if self.mid_epoch else ""
+        where = f" and {self.mid_epoch['batch']} batches of the next" if self.mid_epoch else ""
         log.info(
-            "resumed from %s at epoch %d%s (step %d)", path, self.start_epoch + 1, where, self.ctx.global_step
+            "resumed from %s at epoch %d%s (step %d)", path, self.start_epoch, where, self.ctx.global_step
         )
 
     def _state(self, epoch: int) -> dict:

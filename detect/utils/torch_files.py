@@ -19,6 +19,10 @@ class UnreadableFile(ValueError):
     """A file that exists but is empty, truncated, corrupt or of the wrong kind."""
 
 
+class UnsafeFile(UnreadableFile, pickle.UnpicklingError):
+    """A pickle that would build Python objects besides tensors (refused by ``weights_only=True``)."""
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return re.sub(r"\s*\(?[^.]*weights_only=False[^.]*\.?\)?", "", text).strip() or type(err).__name__
@@ -48,7 +52,7 @@ def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu", what: st
     except pickle.UnpicklingError as err:
         m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         if m:
-            raise UnreadableFile(
+            raise UnsafeFile(
                 f"{what} {p} stores a Python object ({m.group(1)}) besides tensors; only tensors, numbers, "
                 "strings and containers are loaded, since loading must not run code. Re-save only the "
                 "tensors (e.g. the state dict) or convert the file to .safetensors"
