@@ -458,3 +458,40 @@ def test_unreachable_wandb_waits_at_most_the_timeout_then_logs_offline(tmp_path,
     assert again.run.id == wandb_run_id(tmp_path)
     again.finish()
     wandb.teardown()
+
+
+# -- 9. data edge cases ----------------------------------------------------------------------------
+def test_one_class_splits(ff_fixture, tmp_path, caplog):
+    """Through train.py: a train split without reals stops before the model is built, naming the split."""
+    import pandas as pd
+
+    from detect.data.class_checks import OneClassSplit, check_classes
+
+    data = tmp_path / "data"
+    (data / "dataset_json").mkdir(parents=True)
+    (data / "rgb").symlink_to(ff_fixture / "rgb")
+    index = json.loads((ff_fixture / "dataset_json" / "FaceForensics++.json").read_text())
+    del index["FaceForensics++"]["FF-real"]["train"]
+    (data / "dataset_json" / "FaceForensics++.json").write_text(json.dumps(index))
+    proc = _cli("train.py", [*_common(data, tmp_path), "run_name=one"])
+    assert proc.returncode != 0 and "the train split holds only fake (64 frames)" in proc.stderr
+    two = pd.DataFrame({"label": [0, 1]})
+    with caplog.at_level("WARNING"):
+        assert check_classes({"train": two, "val": two.iloc[:1], "test/x": two}) == ["val"]
+    assert "set 'val' holds only real (1 frames)" in caplog.text
+    with pytest.raises(OneClassSplit):
+        check_classes({"train": two.iloc[1:]})
+
+
+def test_limited_eval_table_is_fixed_and_balanced():
+    import pandas as pd
+
+    from detect.data.class_checks import limited_table
+
+    table = pd.DataFrame({"label": [0] * 20 + [1] * 80, "path": [f"{i}.png" for i in range(100)]})
+    first = limited_table(table, 2, 8)
+    assert len(first) == 16 and (first["label"] == 0).sum() == 8  # the first 16 rows are all real
+    assert first.equals(limited_table(table, 2, 8))  # the same subset every epoch
+    few_reals = limited_table(table, 5, 10)
+    assert len(few_reals) == 50 and (few_reals["label"] == 0).sum() == 20  # all 20 reals, 30 fakes
+    assert limited_table(table, None, 8) is table and limited_table(table, 20, 8) is table

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from detect.data.class_checks import check_classes, limited_table
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
 from detect.data.views import reseed
@@ -231,6 +232,7 @@ class Trainer:
         self.timings["data_prepare_s"] = time.perf_counter() - t0
         self.sets = protocol_sets(cfg)
         self.tables = load_sets(self.sets, str(cfg.data.kind))
+        check_classes(self.tables)
         seed_everything(cfg.seed)
         self.train_pipeline = build_pipeline(cfg.input, cfg.augment.train)
         self.eval_pipeline = build_pipeline(cfg.input, None)
@@ -470,13 +472,13 @@ class Trainer:
         tr, rt = self.cfg.trainer, self.runtime
         preds = predict_table(
             self.method,
-            self.tables["val"],
+            limited_table(self.tables["val"], tr.limit_eval_batches, int(tr.eval_batch_size)),
             self.eval_pipeline,
             rt,
             int(tr.eval_batch_size),
             int(self.cfg.runtime.num_workers),
             None,
-            tr.limit_eval_batches,
+            None,
             desc="val",
             progress=tr.progress,
         )
@@ -633,15 +635,16 @@ def evaluate_sets(
     metrics = {}
     tr = cfg.trainer
     for name, spec in test_sets.items():
+        table = limited_table(tables[f"test/{name}"], tr.limit_eval_batches, int(tr.eval_batch_size))
         preds = predict_table(
             method,
-            tables[f"test/{name}"],
+            table,
             pipeline,
             runtime,
             int(tr.eval_batch_size),
             int(cfg.runtime.num_workers),
             spec.perturbation,
-            tr.limit_eval_batches,
+            None,
             desc=f"test {name}",
             progress=tr.progress,
         )
@@ -649,14 +652,14 @@ def evaluate_sets(
         if spec.mpd_draws:
             metrics[name]["mpd"] = table_mpd(
                 method,
-                tables[f"test/{name}"],
+                table,
                 pipeline,
                 runtime,
                 int(tr.eval_batch_size),
                 int(cfg.runtime.num_workers),
                 spec.perturbation,
                 spec.mpd_draws,
-                tr.limit_eval_batches,
+                None,
                 progress=tr.progress,
             )
         if runtime.is_main:
