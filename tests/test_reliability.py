@@ -495,3 +495,38 @@ def test_limited_eval_table_is_fixed_and_balanced():
     few_reals = limited_table(table, 5, 10)
     assert len(few_reals) == 50 and (few_reals["label"] == 0).sum() == 20  # all 20 reals, 30 fakes
     assert limited_table(table, None, 8) is table and limited_table(table, 20, 8) is table
+
+
+def test_test_list_videos_missing_from_the_index_are_listed(tmp_path, caplog):
+    from detect.data.index import DatasetSpec, IndexError_, load_split
+
+    def video(vid: str, label: str) -> dict:
+        return {"label": label, "frames": [f"Celeb-real/frames/{vid}/000.png"]}
+
+    index = {
+        "Celeb-DF-v2": {
+            "CelebDFv2_real": {"test": {"id0_0000": video("id0_0000", "CelebDFv2_real")}},
+            "CelebDFv2_fake": {"test": {"id0_id1_0000": video("id0_id1_0000", "CelebDFv2_fake")}},
+        }
+    }
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    (tmp_path / "list.txt").write_text(
+        "1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n1 YouTube-real/00170.mp4\n"
+    )
+    spec = {
+        "name": "Celeb-DF-v2",
+        "index": str(tmp_path / "index.json"),
+        "root": str(tmp_path),
+        "test_list": str(tmp_path / "list.txt"),
+        "labels": {
+            "CelebDFv2_real": {"label": 0, "domain": "real"},
+            "CelebDFv2_fake": {"label": 1, "domain": "fake"},
+        },
+    }
+    with pytest.raises(IndexError_, match=r"1 video\(s\) of the test list .*list.txt are not in .*: 00170\."):
+        load_split(DatasetSpec.from_config(spec), "test", check_files=False)
+    with caplog.at_level("WARNING"):
+        table = load_split(
+            DatasetSpec.from_config({**spec, "missing_test_videos": "warn"}), "test", check_files=False
+        )
+    assert len(table) == 2 and "00170; testing without them" in caplog.text
