@@ -530,3 +530,29 @@ def test_test_list_videos_missing_from_the_index_are_listed(tmp_path, caplog):
             DatasetSpec.from_config({**spec, "missing_test_videos": "warn"}), "test", check_files=False
         )
     assert len(table) == 2 and "00170; testing without them" in caplog.text
+
+
+def test_readme_folders_preprocessing_command_runs_as_written(tmp_path):
+    """README: ``python scripts/preprocess.py dataset=<option> input_dir=... folders='{real: X_real, fake:
+    X_fake}'`` (it failed with "Key 'real' is not in struct")."""
+    from test_preprocess import _face_frames, _write_video
+
+    raw = tmp_path / "raw"
+    _write_video(raw / "real" / "a.mp4", _face_frames(0.0))
+    _write_video(raw / "fake" / "b.mp4", _face_frames(1.0))
+    proc = _cli(
+        "scripts/preprocess.py",
+        [
+            "dataset=uadfv",
+            f"input_dir={raw}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "folders={real: UADFV_Real, fake: UADFV_Fake}",
+            "num_frames=2",
+            "workers=0",
+            "progress=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = json.loads((tmp_path / "data" / "dataset_json" / "UADFV.json").read_text())
+    assert set(index["UADFV"]) == {"UADFV_Real", "UADFV_Fake"}
