@@ -556,3 +556,18 @@ def test_readme_folders_preprocessing_command_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     index = json.loads((tmp_path / "data" / "dataset_json" / "UADFV.json").read_text())
     assert set(index["UADFV"]) == {"UADFV_Real", "UADFV_Fake"}
+
+
+def test_ratio_splits_are_drawn_over_the_videos_that_gave_faces():
+    from detect.data.preprocess.layout import VideoEntry
+    from detect.data.preprocess.pipeline import VideoJob, VideoResult, redraw_ratio_splits
+
+    results = []
+    for i in range(10):
+        entry = VideoEntry(path=f"{i}.mp4", rel_dir="real", video_id=f"{i:03d}", label_name="X_real")
+        job = VideoJob(entry=entry, split="train", out_dir="o", state_path="s")
+        results.append(VideoResult(job=job, status="ok" if i % 2 else "no_face"))
+    out = redraw_ratio_splits(results, (0.6, 0.2, 0.2), seed=0)
+    ok_splits = sorted(r.job.split for r in out if r.status == "ok")
+    assert ok_splits == ["test", "train", "train", "train", "val"]  # 5 usable videos: 3 / 1 / 1
+    assert [r.job.split for r in out if r.status != "ok"] == ["train"] * 5  # failed ones untouched
