@@ -571,3 +571,56 @@ def test_ratio_splits_are_drawn_over_the_videos_that_gave_faces():
     ok_splits = sorted(r.job.split for r in out if r.status == "ok")
     assert ok_splits == ["test", "train", "train", "train", "val"]  # 5 usable videos: 3 / 1 / 1
     assert [r.job.split for r in out if r.status != "ok"] == ["train"] * 5  # failed ones untouched
+
+
+def test_stale_generation_folders_are_removed_and_live_ones_kept(tmp_path):
+    from detect.utils.scratch import make_scratch_dir, remove_stale_scratch
+
+    code = (
+        "import sys, time; from detect.utils.scratch import make_scratch_dir; "
+        "print(make_scratch_dir(sys.argv[1], '.synthetic-x.tmp-'), flush=True); time.sleep(60)"
+    )
+    dead = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    stale = Path(dead.stdout.readline().strip())
+    (stale / "big.bin").write_bytes(b"0" * 1000)
+    dead.kill()  # SIGKILL: nothing of its own clean-up runs
+    dead.wait()
+    live = make_scratch_dir(tmp_path, ".synthetic-x.tmp-")  # held by this process
+    assert remove_stale_scratch(tmp_path, ".synthetic-x.tmp-") == [stale]
+    assert not stale.exists() and live.is_dir()
+
+
+def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
+    """A parent holding two spawn workers (as the synthetic generator does) is SIGKILLed mid-job: the
+    workers exit by themselves instead of hanging."""
+    code = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from detect.data.synthetic.generator import _worker_start
+with ProcessPoolExecutor(2, mp_context=get_context("spawn"), initializer=_worker_start,
+                         initargs=(os.getpid(),)) as ex:
+    futures = [ex.submit(time.sleep, 60) for _ in range(2)]
+    time.sleep(3)
+    print(" ".join(str(p) for p in ex._processes), flush=True)
+    time.sleep(60)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
