@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -624,3 +625,17 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_box_crop_keeps_every_landmark_inside():
+    from detect.data.preprocess.crop import apply_affine, box_matrix, crop_matrix
+
+    box = (100.0, 100.0, 200.0, 200.0)  # 1.3x square: [85, 215]^2
+    inside = np.array([[120.0, 120.0], [180.0, 205.0]])
+    assert np.array_equal(crop_matrix("box", box, inside), box_matrix(box))  # unchanged when all fit
+    chin = np.array([[110.0, 130.0], [190.0, 130.0], [150.0, 236.0]])  # chin below the square
+    mapped = apply_affine(crop_matrix("box", box, chin), chin)
+    assert (mapped >= 0).all() and (mapped <= 256).all()
+    pad = 0.02 * 130.0  # 2 % of the 130-px square's side
+    side = 236.0 + pad - 85.0  # the square grows downwards just enough (the width still fits)
+    assert mapped[2, 1] == pytest.approx((236.0 - 85.0) / side * 256.0)
