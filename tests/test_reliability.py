@@ -639,3 +639,32 @@ def test_box_crop_keeps_every_landmark_inside():
     pad = 0.02 * 130.0  # 2 % of the 130-px square's side
     side = 236.0 + pad - 85.0  # the square grows downwards just enough (the width still fits)
     assert mapped[2, 1] == pytest.approx((236.0 - 85.0) / side * 256.0)
+
+
+def test_resume_check_sees_relative_paths_as_the_trainer_saved_them(tmp_path, monkeypatch):
+    """Default paths are relative (data, cache, outputs); the trainer saves them absolute, and every key
+    interpolating them (dataset.index, a method's cache_dir) follows: an unchanged rerun must match."""
+    from conftest import compose
+    from omegaconf import OmegaConf
+
+    from detect.engine.resume_check import normalised
+    from detect.engine.trainer import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(["data=real", "paths.data_dir=rel_data", "method=dpl"])
+    saved = compose(["data=real", "paths.data_dir=rel_data", "method=dpl"])
+    absolute_paths(saved)
+    assert config_differences(OmegaConf.to_container(saved, resolve=True), normalised(cfg)) == []
+    assert normalised(cfg)["dataset"]["index"].startswith(str(tmp_path))
+
+
+def test_a_filesystem_without_locks_is_named(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def refuse(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with pytest.raises(run_dir_mod.RunDirLockUnsupported, match=f"cannot lock the run directory {tmp_path}"):
+        run_dir_mod.lock_run_dir(tmp_path)

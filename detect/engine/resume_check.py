@@ -71,12 +71,16 @@ def config_differences(
 
 def normalised(cfg) -> dict:
     """The resolved config as the trainer saves it (``paths.*`` made absolute)."""
-    from hydra.utils import to_absolute_path
-    from omegaconf import OmegaConf
+    import copy
 
-    out = OmegaConf.to_container(cfg, resolve=True)
-    out["paths"] = {k: to_absolute_path(str(v)) for k, v in (out.get("paths") or {}).items()}
-    return out
+    from hydra.utils import to_absolute_path
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        for key in list(cfg.get("paths") or {}):  # before resolving: keys interpolating them follow
+            cfg.paths[key] = to_absolute_path(str(cfg.paths[key]))
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def check_resume(cfg, run_dir: str | os.PathLike) -> Path | None:
