@@ -668,3 +668,20 @@ def test_a_filesystem_without_locks_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, "flock", refuse)
     with pytest.raises(run_dir_mod.RunDirLockUnsupported, match=f"cannot lock the run directory {tmp_path}"):
         run_dir_mod.lock_run_dir(tmp_path)
+
+
+def test_no_checkpoint_with_non_finite_weights_is_built(tmp_path):
+    """The state a checkpoint is written from refuses NaN/inf weights (so neither last.pt nor best.pt can
+    be overwritten by them), naming the tensors."""
+    from types import SimpleNamespace
+
+    from detect.engine.trainer import Trainer
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.bias.fill_(float("inf"))
+    fake = SimpleNamespace(method=model, run_dir=tmp_path)
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite weights after epoch 3 \(\['bias'\]\); no checkpoint"
+    ):
+        Trainer._state(fake, 3)
