@@ -420,7 +420,7 @@ def test_a_text_file_as_pretrained_weights_is_named_without_unsafe_advice(tmp_pa
 
 
 @pytest.mark.e2e
-def test_eval_of_another_backbone_names_what_the_checkpoint_holds(ff_fixture, tmp_path):
+def test_eval_names_what_a_checkpoint_holds_and_opens_none_of_its_paths(ff_fixture, tmp_path):
     args = [*_common(ff_fixture, tmp_path), "trainer.epochs=1", "runtime.num_workers=0", "run_name=t"]
     assert _cli("train.py", args).returncode == 0
     ckpt = tmp_path / "runs/t/checkpoints/last.pt"
@@ -431,6 +431,11 @@ def test_eval_of_another_backbone_names_what_the_checkpoint_holds(ff_fixture, tm
     proc = _cli("eval.py", [*_data(ff_fixture, tmp_path), f"ckpt={tmp_path / 'other.pt'}", "run_name=e"])
     assert proc.returncode != 0
     assert f"checkpoint {tmp_path / 'other.pt'} holds method=baseline backbone=small" in proc.stderr
+    paths = load_checkpoint(ckpt)  # paths stored in a checkpoint's config are never opened
+    paths["config"]["backbone"]["pretrained"] = str(tmp_path / "missing" / "weights.safetensors")
+    torch.save(paths, tmp_path / "paths.pt")
+    proc = _cli("eval.py", [*_data(ff_fixture, tmp_path), f"ckpt={tmp_path / 'paths.pt'}", "run_name=p"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # -- 8. W&B ----------------------------------------------------------------------------------------
