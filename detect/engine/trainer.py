@@ -295,6 +295,12 @@ class Trainer:
         self.best, self.history = dict(state["best"]), list(state["history"])
         set_rng_state(state["rng"])
         self.mid_epoch = state.get("mid_epoch")
+        if self.mid_epoch and int(self.mid_epoch.get("world_size", 1)) != self.runtime.world_size:
+            raise ValueError(
+                f"{path} was written in the middle of an epoch by {self.mid_epoch.get('world_size', 1)} "
+                f"process(es), so its sampler position only holds for that many; resume with as many "
+                f"processes (now {self.runtime.world_size})"
+            )
         where = f" and {self.mid_epoch['batch']} batches of the next" if self.mid_epoch else ""
         log.info(
             "resumed from %s at epoch %d%s (step %d)", path, self.start_epoch, where, self.ctx.global_step
@@ -395,7 +401,8 @@ class Trainer:
                 break
             if b < skip:  # a preempted epoch's first batches: drawn again (same worker RNG), not trained
                 if b == skip - 1:
-                    set_rng_state(mid["rng"])
+                    rngs = mid["rng"]
+                    set_rng_state(rngs[rt.rank] if len(rngs) == rt.world_size else rngs[0])
                 t_data = time.perf_counter()
                 continue
             data_t += time.perf_counter() - t_data
@@ -448,6 +455,10 @@ class Trainer:
         hand the signal on (``StopGuard.hand_over``: submitit requeues, otherwise exit 128+signal)."""
         window.flush()
         path = self.run_dir / "checkpoints" / LAST
+        rngs = [rng_state()]
+        if self.runtime.distributed:  # every process's own RNG state, restored to each on resume
+            rngs = [None] * self.runtime.world_size
+            dist.all_gather_object(rngs, rng_state())
         if self.runtime.is_main:
             state = self._state(epoch)
             state["mid_epoch"] = {
@@ -457,7 +468,8 @@ class Trainer:
                 "loss_total": window.total,
                 "loss_count": window.count,
                 "epoch_start_extra": self.epoch_start_extra,
-                "rng": state["rng"],
+                "rng": rngs,
+                "world_size": self.runtime.world_size,
             }
             save_checkpoint(path, state)
             announce_preemption(self.guard.name or "stop request", epoch + 1, batch, str(path))
