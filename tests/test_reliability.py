@@ -690,3 +690,45 @@ def test_no_checkpoint_with_non_finite_weights_is_built(tmp_path):
         FloatingPointError, match=r"non-finite weights after epoch 3 \(\['bias'\]\); no checkpoint"
     ):
         Trainer._state(fake, 3)
+
+
+@pytest.mark.e2e
+def test_torchrun_preempted_mid_epoch_resumes_bit_identically(ff_fixture, tmp_path):
+    """2 gloo processes (torchrun), SIGUSR2 to both during step 10 (epoch 2, batch 3 of 8): every process
+    stops at the same step, rank 0 writes last.pt with each process's RNG state; the relaunch matches
+    the uninterrupted torchrun run."""
+    import socket
+
+    def torchrun(name: str, **env) -> subprocess.CompletedProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "train.py",
+            *_preempt_args(ff_fixture, tmp_path),
+            "runtime.num_workers=0",
+            "trainer.log_every_n_steps=1",
+            f"run_name={name}",
+        ]
+        return subprocess.run(
+            [sys.executable, *cmd], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600
+        )
+
+    assert torchrun("straight").returncode == 0
+    cut = torchrun("cut", DETECT_TEST_SIGNAL="USR2:10")
+    assert cut.returncode != 0
+    run = tmp_path / "runs" / "cut"
+    mid = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert (mid["epoch"], mid["mid_epoch"]["batch"], mid["global_step"]) == (1, 3, 11)
+    assert len(mid["mid_epoch"]["rng"]) == 2 and mid["mid_epoch"]["world_size"] == 2
+    resumed = torchrun("cut")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "runs/straight/checkpoints/last.pt")["method"]
+    b = load_checkpoint(run / "checkpoints" / "last.pt")["method"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
