@@ -179,7 +179,7 @@ def _crafted_checkpoint(path: Path, victim: Path, nested: bool) -> None:
     torch.save({"method": {}, "config": cfg, "epoch": 1}, path)
 
 
-@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("nested", [True])  # top-level targets: test_allow_list_is_exact_...
 def test_eval_refuses_a_crafted_checkpoint_target(ff_fixture, tmp_path, nested):
     ckpt, victim = tmp_path / "crafted.pt", tmp_path / "created_by_checkpoint.txt"
     _crafted_checkpoint(ckpt, victim, nested)
