@@ -16,5 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv += rank_overrides(sys.argv[1:], os.environ, "eval_")  # torchrun: one run dir, rank 0 writes
+    sys.argv += rank_overrides(sys.argv[1:], os.environ)  # torchrun: rank 0 alone writes
     main()

@@ -19,5 +19,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    sys.argv += rank_overrides(sys.argv[1:], os.environ)  # torchrun: one run directory, rank 0 writes
+    sys.argv += rank_overrides(sys.argv[1:], os.environ)  # torchrun: rank 0 alone writes
     main()

@@ -102,8 +102,8 @@ def _worker(rank: int, world: int, port: int, name: str, args, out_dir: str) -> 
     )
     from detect.engine.context import StepContext
     from detect.engine.distributed import wrap_for_training
+    from detect.engine.method_builder import build_method
     from detect.engine.runtime import cleanup, setup_runtime
-    from detect.engine.trainer import build_method
 
     method_name, _, forced = CONTENDERS[name]
     cfg = _config(method_name, args.backbone, args.size, args.device)

@@ -47,8 +47,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detect.engine.context import StepContext
 from detect.engine.distributed import gradient_sync_of
+from detect.engine.method_builder import build_method
 from detect.engine.runtime import setup_runtime
-from detect.engine.trainer import build_method
 from detect.methods.curriculum import Curriculum
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -125,8 +125,9 @@ def test_training_stops_before_building_the_method_and_evaluation_needs_no_landm
 ):
     import detect.engine.trainer as trainer_module
     from detect.engine.checkpoint import save_checkpoint
+    from detect.engine.method_builder import build_method
     from detect.engine.scoring import evaluate_checkpoint
-    from detect.engine.trainer import Trainer, build_method
+    from detect.engine.trainer import Trainer
 
     overrides = [*_real_overrides(ff_without_landmarks, tmp_path), "method=prodet", "+scale=smoke"]
     overrides += ["backbone.input_size=32", "method.feature_dim=8", "method.hidden_dim=8"]

@@ -241,26 +241,3 @@ def test_sync_batchnorm_converts_under_several_gpu_processes_and_refuses_the_cpu
     assert isinstance(sync_batchnorm(net(), one, True)[1], nn.BatchNorm2d)  # one process: nothing to sync
     with pytest.raises(ValueError, match="runtime.sync_bn=true: PyTorch's SyncBatchNorm runs on GPUs only"):
         sync_batchnorm(net(), Runtime(torch.device("cpu"), "fp32", rank=0, world_size=2), True)
-
-
-def test_torchrun_ranks_agree_on_the_time_stamped_run_name_through_the_launcher_store():
-    import time
-    from datetime import timedelta
-
-    port = _free_port()
-    agent = dist.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=30))  # torchrun's
-    env = {
-        "WORLD_SIZE": "2",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "TORCHELASTIC_USE_AGENT_STORE": "True",
-        "TORCHELASTIC_RUN_ID": "job1",
-    }
-    first = rank_overrides([], {**env, "RANK": "0"})
-    time.sleep(1.1)  # the second process starts in another second
-    second = rank_overrides(["method=ltw"], {**env, "RANK": "1"})
-    assert first[0].startswith("run_name=") and second[0] == first[0]
-    assert second[1:] == ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
-    assert rank_overrides([], {**env, "RANK": "0"}, "eval_")[0] == first[0].replace("=", "=eval_")
-    assert rank_overrides(["run_name=mine"], {**env, "RANK": "0"}) == []
-    del agent

@@ -102,6 +102,7 @@ def test_dffc_trains_the_shrinking_hard_pool_and_the_augmented_easy_pool(ff_fixt
     cfg = compose(
         [
             f"ckpt={best}",
+            "trusted_targets=[scripted.LinearProbe]",  # a test class, outside conf/'s allow-list
             "data=real",
             f"paths.data_dir={ff_fixture}",
             f"paths.output_dir={tmp_path}",

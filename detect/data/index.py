@@ -13,6 +13,7 @@ Landmark paths are derived from frame paths (``frames`` -> ``landmarks``, ``.png
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ import pandas as pd
 
 from detect.data.sample_table import COLUMNS, validate_table
 from detect.data.subsets import apply_subset
+
+log = logging.getLogger(__name__)
 
 COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS = ("train", "val", "test")
@@ -52,6 +55,7 @@ class DatasetSpec:
     manipulations: list[str] | None = None
     pairing: str = "none"
     test_list: str | None = None
+    missing_test_videos: str = "error"  # error | warn: listed test videos absent from the index
     subset: dict | None = None
     extra: dict = field(default_factory=dict)
 
@@ -158,6 +162,26 @@ def _read_test_list(path: str) -> set[str]:
     return names
 
 
+def _check_test_list(spec: DatasetSpec, missing: list[str]) -> None:
+    """Videos of the official test list absent from the index: an error listing them, or with
+    ``dataset.missing_test_videos=warn`` a warning listing them (the test set is then smaller)."""
+    if not missing:
+        return
+    shown = ", ".join(missing[:20]) + (f" ... (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+    text = (
+        f"{len(missing)} video(s) of the test list {spec.test_list} are not in {spec.index}'s test split: "
+        f"{shown}"
+    )
+    if spec.missing_test_videos == "warn":
+        log.warning("%s; testing without them (dataset.missing_test_videos=warn)", text)
+        return
+    if spec.missing_test_videos != "error":
+        raise IndexError_(f"dataset.missing_test_videos={spec.missing_test_videos!r}; use error or warn")
+    raise IndexError_(
+        f"{text}. Preprocess them, or accept a smaller test set with dataset.missing_test_videos=warn"
+    )
+
+
 def _video_nodes(
     data: Mapping, path: str, spec: DatasetSpec, split: str
 ) -> Iterable[tuple[str, str, Mapping, tuple[str, ...]]]:
@@ -211,7 +235,9 @@ def load_split(
     data = _load_json(spec.index)
     keep_videos = _read_test_list(spec.test_list) if (spec.test_list and split == "test") else None
     rows: list[dict] = []
+    indexed: set[str] = set()
     for label_name, video_id, video, keys in _video_nodes(data, spec.index, spec, split):
+        indexed.add(video_id)
         lab = spec.labels[label_name]
         if lab.label == 1 and spec.manipulations is not None and lab.domain not in spec.manipulations:
             continue
@@ -255,6 +281,8 @@ def load_split(
                     "mask_path": resolve_frame_path(mask, spec.root) if mask else None,
                 }
             )
+    if keep_videos is not None:
+        _check_test_list(spec, sorted(keep_videos - indexed))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if spec.subset:
         table = apply_subset(table, spec.subset, spec.name)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import torch
@@ -184,33 +183,16 @@ def _differentiable_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 # -- one run directory for every process ---------------------------------------------------------------
-def _agreed_time(env: Mapping[str, str]) -> str | None:
-    """Under torchrun, the first process's launch time, agreed through the launcher's own store (torchrun
-    hosts a TCPStore at MASTER_ADDR:MASTER_PORT for its workers): every rank then names the same run."""
-    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in env:
-        return None
-    store = dist.TCPStore(
-        env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(seconds=120)
-    )
-    key = f"detect/run_name/{env.get('TORCHELASTIC_RUN_ID', '')}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-    mine = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return store.compare_set(key, "", mine).decode()
-
-
-def rank_overrides(argv: Sequence[str], env: Mapping[str, str], run_name_prefix: str = "") -> list[str]:
-    """Command-line overrides ``train.py`` adds under several processes, so that all ranks share one run
-    directory and rank 0 alone writes into it: the run name agreed by every rank (when none is given and
-    the launcher can agree on one), and, on ranks other than 0, no ``.hydra/`` copy of the config and a
-    log to the console only (``run_name_prefix``: what the entry point's default name puts before the time,
-    ``eval_`` for ``eval.py``). Everything else a run writes (checkpoints, results, predictions, figures,
-    the logger) is written by rank 0 alone (``Runtime.is_main``)."""
+def rank_overrides(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Command-line overrides ``train.py`` adds under several processes so that rank 0 alone writes into
+    the run directory: on ranks other than 0, no ``.hydra/`` copy of the config and a log to the console
+    only. Every rank resolves the same directory by itself: the default ``run_name`` is one per job
+    (``detect/utils/run_names.py``: the torchrun rendezvous or the Slurm job). Everything else a run writes
+    (checkpoints, results, predictions, figures, the logger) is written by rank 0 alone
+    (``Runtime.is_main``)."""
     if int(env.get("WORLD_SIZE", "1")) <= 1 or any(a in ("-m", "--multirun") for a in argv):
         return []
     out = []
-    if not any(a.startswith(("run_name=", "+run_name=", "++run_name=")) for a in argv):
-        agreed = _agreed_time(env)
-        if agreed is not None:
-            out.append(f"run_name={run_name_prefix}{agreed}")
     if int(env.get("RANK", "0")) != 0:
         out += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
     return out
@@ -218,7 +200,7 @@ def rank_overrides(argv: Sequence[str], env: Mapping[str, str], run_name_prefix:
 
 def check_shared_run_dir(run_dir: Path, runtime: Runtime) -> None:
     """Stop when the processes resolved different run directories (a launcher that starts them at
-    different seconds with the time-stamped default ``run_name``): name them and the fix."""
+    different default names): name them and the fix."""
     if not runtime.distributed:
         return
     dirs: list = [None] * runtime.world_size
@@ -226,5 +208,5 @@ def check_shared_run_dir(run_dir: Path, runtime: Runtime) -> None:
     if len(set(dirs)) > 1:
         raise RuntimeError(
             f"the {runtime.world_size} processes resolved different run directories {dirs}: pass one "
-            "run_name=<name> to every process (torchrun agrees on one by itself)"
+            "run_name=<name> to every process"
         )

@@ -1,7 +1,7 @@
 """Run-directory freezing for the submitit launchers, so that preempted jobs resume where they ran.
 
 On preemption or timeout, submitit calls ``checkpoint()``, which resubmits the job with its original
-arguments; the new process re-composes the config and would re-resolve ``${now:...}``, landing in a
+arguments; the new process re-composes the config and would re-resolve ``${run_id:}``, landing in a
 fresh directory where ``resume=auto`` finds nothing. The launchers in
 ``hydra_plugins.detect_launcher`` (Hydra loads launchers only from that namespace) resolve
 ``run_name`` and the sweep

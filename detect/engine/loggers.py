@@ -1,14 +1,20 @@
 """Experiment logging: Weights & Biases (offline unless asked) or nothing beyond the local files.
 
-A W&B failure (import, init or a log call) is reported once and never stops training.
+A W&B failure (import, init or a log call) is reported once and never stops training. Online init waits
+at most ``logger.init_timeout_s`` (30 s), then the run logs offline for a later ``wandb sync``; the W&B
+run id is kept in the run directory, so a resumed run continues its own W&B run.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+
+from detect.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,17 @@ class NullLogger:
         """Close the run."""
 
 
+def wandb_run_id(run_dir: str | Path) -> str:
+    """The W&B run id of this run directory, drawn once and kept in ``<run dir>/wandb_id.txt``, so a
+    resumed or requeued run continues the same W&B run."""
+    path = Path(run_dir) / "wandb_id.txt"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    run_id = secrets.token_hex(8)
+    atomic_write_text(path, run_id + "\n")
+    return run_id
+
+
 class WandbLogger(NullLogger):
     """Weights & Biases run; each call is guarded so a W&B error only disables logging."""
 
@@ -38,17 +55,34 @@ class WandbLogger(NullLogger):
             import wandb
 
             self.wandb = wandb
-            self.run = wandb.init(
+            mode = cfg.get("mode", "offline")
+            kwargs = dict(
                 project=cfg.get("project", "detect"),
                 entity=cfg.get("entity"),
-                mode=cfg.get("mode", "offline"),
                 group=cfg.get("group"),
                 tags=list(cfg.get("tags") or []),
                 dir=run_dir,
                 name=name,
                 config=config,
+                id=wandb_run_id(run_dir),
+                resume="allow",
                 reinit="finish_previous",
             )
+            timeout = float(cfg.get("init_timeout_s", 30))
+            try:
+                self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=timeout), **kwargs)
+            except Exception as err:  # noqa: BLE001 - unreachable server, timeout, bad credentials
+                if mode != "online":
+                    raise
+                log.warning(
+                    "W&B online init failed within %.0fs (%s); logging offline in %s/wandb "
+                    "(upload later with `wandb sync`)",
+                    timeout,
+                    str(err).splitlines()[0] if str(err) else type(err).__name__,
+                    run_dir,
+                )
+                wandb.teardown()  # the failed online attempt holds the run id in this process
+                self.run = wandb.init(mode="offline", **kwargs)
         except Exception as err:  # noqa: BLE001 - a tracking failure must never stop training
             self._fail("init", err)
 

@@ -10,15 +10,22 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from detect.data.class_checks import limited_table
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.engine.checkpoint import load_checkpoint
+from detect.engine.checkpoint import (
+    describe,
+    load_checkpoint,
+    load_method_state,
+    require_run_checkpoint,
+)
 from detect.engine.loggers import build_logger
 from detect.engine.method_builder import build_method
 from detect.engine.predict_loop import predict_table, table_mpd
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
 from detect.engine.run_config import absolute_paths
 from detect.engine.runtime import Runtime, cleanup, seed_everything, setup_runtime
+from detect.engine.trust import checkpoint_build_config
 from detect.evaluation.metrics import compute_metrics
 
 
@@ -36,15 +43,16 @@ def evaluate_sets(
     metrics = {}
     tr = cfg.trainer
     for name, spec in test_sets.items():
+        table = limited_table(tables[f"test/{name}"], tr.limit_eval_batches, int(tr.eval_batch_size))
         preds = predict_table(
             method,
-            tables[f"test/{name}"],
+            table,
             pipeline,
             runtime,
             int(tr.eval_batch_size),
             int(cfg.runtime.num_workers),
             spec.perturbation,
-            tr.limit_eval_batches,
+            None,
             desc=f"test {name}",
             progress=tr.progress,
         )
@@ -52,14 +60,14 @@ def evaluate_sets(
         if spec.mpd_draws:
             metrics[name]["mpd"] = table_mpd(
                 method,
-                tables[f"test/{name}"],
+                table,
                 pipeline,
                 runtime,
                 int(tr.eval_batch_size),
                 int(cfg.runtime.num_workers),
                 spec.perturbation,
                 spec.mpd_draws,
-                tr.limit_eval_batches,
+                None,
                 progress=tr.progress,
             )
         if runtime.is_main:
@@ -92,16 +100,19 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     absolute_paths(cfg)
     runtime = setup_runtime(cfg.runtime)
     try:
-        state = load_checkpoint(cfg.ckpt, "cpu")
+        state = require_run_checkpoint(load_checkpoint(cfg.ckpt, "cpu"), cfg.ckpt)
+        build = checkpoint_build_config(
+            state["config"], OmegaConf.to_container(cfg, resolve=True), cfg.get("trusted_targets") or ()
+        )
         trained = OmegaConf.create(state["config"])
-        method = build_method(trained.method, trained.backbone, trained.get("curriculum"))
-        method.load_state_dict(state["method"], strict=True)
+        method = build_method(build["method"], build["backbone"], build.get("curriculum"))
+        load_method_state(method, state, cfg.ckpt, describe(state))
         method.to(runtime.device).eval()
         seed_everything(cfg.seed)
         prepare_data(cfg)
         sets = protocol_sets(cfg, roles=("test",))
         tables = load_sets(sets, str(cfg.data.kind))
-        pipeline = build_pipeline(trained.input, None)
+        pipeline = build_pipeline(OmegaConf.create(build["input"]), None)
         logger = build_logger(
             cfg.logger, OmegaConf.to_container(cfg, resolve=True), str(run_dir), run_dir.name, runtime.is_main
         )

@@ -7,6 +7,7 @@ the validation split only; schedules step per iteration or per epoch as configur
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -22,10 +23,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from detect.data.class_checks import check_classes, limited_table
 from detect.data.datasets import reseed
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
+from detect.engine.checkpoint import (
+    BEST,
+    LAST,
+    describe,
+    find_resume,
+    load_checkpoint,
+    load_method_state,
+    save_checkpoint,
+)
 from detect.engine.context import StepContext
 from detect.engine.data_needs import check_data_needs
 from detect.engine.distributed import check_shared_run_dir, sync_batchnorm, wrap_for_training
@@ -34,6 +44,7 @@ from detect.engine.method_builder import build_method
 from detect.engine.phases import run_phases
 from detect.engine.predict_loop import predict_table, to_device
 from detect.engine.report import format_metrics_table, git_commit, write_results
+from detect.engine.resume_check import ResumeRefused, config_differences, normalised
 from detect.engine.run_config import absolute_paths, check_pretrained
 from detect.engine.runtime import (
     Runtime,
@@ -45,6 +56,7 @@ from detect.engine.runtime import (
     setup_runtime,
 )
 from detect.engine.scoring import evaluate_sets
+from detect.engine.signals import StopGuard, announce_preemption
 from detect.evaluation.metrics import compute_metrics
 from detect.utils.io import atomic_write_bytes
 
@@ -86,7 +98,8 @@ class LossWindow:
                 f"non-finite loss {float(values[int(bad[0])])} at epoch {epoch + 1}, step {step}; "
                 f"batch samples: {paths[:16]}{' ...' if len(paths) > 16 else ''}"
             )
-        self.total += float(values.sum())
+        for value in values.tolist():  # one at a time: the same sum however the steps were flushed
+            self.total += value
         self.count += len(values)
         self.pending.clear()
         return float(values[-1])
@@ -177,6 +190,7 @@ class Trainer:
         self.timings["data_prepare_s"] = time.perf_counter() - t0
         self.sets = protocol_sets(cfg)
         self.tables = load_sets(self.sets, str(cfg.data.kind))
+        check_classes(self.tables)
         train_sets = ", ".join(sorted(map(str, self.tables["train"]["dataset"].unique())))
         check_data_needs(cfg.method, self.tables["train"], train_sets or "(empty)")  # before any model
         seed_everything(cfg.seed)
@@ -199,9 +213,11 @@ class Trainer:
         self.specs = method.configure_optimizers(int(tr.epochs), self.steps_per_epoch)
         self.ctx = StepContext(rt, tr.grad_clip)
         self.start_epoch, self.best, self.history = 0, {"value": None, "epoch": None}, []
+        self.mid_epoch: dict | None = None  # where a preempted epoch stopped (signals.py)
+        self.guard = StopGuard()
         if cfg.get("init_from"):
             init = load_checkpoint(cfg.init_from, rt.device)
-            method.load_state_dict(init["method"], strict=True)
+            load_method_state(method, init, cfg.init_from, describe({"config": OmegaConf.to_container(cfg)}))
             log.info("initialised the method's weights from %s (epoch %s)", cfg.init_from, init.get("epoch"))
         self._resume()
         if rt.distributed:
@@ -217,6 +233,11 @@ class Trainer:
         if path is None:
             return
         state = load_checkpoint(path, self.runtime.device)
+        diffs = config_differences(state.get("config") or {}, normalised(self.cfg))
+        if diffs:  # detect.cli checks before anything is written; this guards other callers
+            raise ResumeRefused(
+                f"{path}: the config differs from the checkpoint's in {[d[0] for d in diffs]}"
+            )
         self.method.load_state_dict(state["method"], strict=True)
         if len(state["optimizers"]) != len(self.specs):
             raise ValueError(
@@ -233,11 +254,29 @@ class Trainer:
         self.start_epoch, self.ctx.global_step = int(state["epoch"]), int(state["global_step"])
         self.best, self.history = dict(state["best"]), list(state["history"])
         set_rng_state(state["rng"])
-        log.info("resumed from %s at epoch %d (step %d)", path, self.start_epoch, self.ctx.global_step)
+        self.mid_epoch = state.get("mid_epoch")
+        if self.mid_epoch and int(self.mid_epoch.get("world_size", 1)) != self.runtime.world_size:
+            raise ValueError(
+                f"{path} was written in the middle of an epoch by {self.mid_epoch.get('world_size', 1)} "
+                f"process(es), so its sampler position only holds for that many; resume with as many "
+                f"processes (now {self.runtime.world_size})"
+            )
+        where = f" and {self.mid_epoch['batch']} batches of the next" if self.mid_epoch else ""
+        log.info(
+            "resumed from %s at epoch %d%s (step %d)", path, self.start_epoch, where, self.ctx.global_step
+        )
 
     def _state(self, epoch: int) -> dict:
+        weights = self.method.state_dict()
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise FloatingPointError(
+                f"non-finite weights after epoch {epoch} ({bad[:8]}); no checkpoint written, the last good "
+                f"one is kept in {self.run_dir / 'checkpoints'}"
+                ". Lower method.optim.lr or set trainer.grad_clip"
+            )
         return {
-            "method": self.method.state_dict(),
+            "method": weights,
             "optimizers": [s.optimizer.state_dict() for s in self.specs],
             "schedulers": [s.scheduler.state_dict() if s.scheduler is not None else None for s in self.specs],
             "scaler": self.ctx.scaler.state_dict(),
@@ -301,10 +340,22 @@ class Trainer:
         reseed(self.train_dataset, epoch_seed)
         ctx.epoch = epoch
         self.method.train()
+        mid = self.mid_epoch if self.mid_epoch and int(self.mid_epoch["epoch"]) == epoch else None
+        self.mid_epoch = None
+        if mid is not None:  # replay the epoch's start from the state it had then
+            resumed_extra = self.method.extra_state()
+            self.method.load_extra_state(mid["epoch_start_extra"])
+        self.epoch_start_extra = copy.deepcopy(self.method.extra_state())
         self.method.on_epoch_start(epoch, self.train_dataset, ctx)
+        if mid is not None:
+            self.method.load_extra_state(resumed_extra)
         loader = self._loader(epoch) if batches is None else batches
         window = LossWindow(self.tables["train"])
         n_batches, t0, data_t = 0, time.perf_counter(), 0.0
+        skip = 0
+        if mid is not None:
+            skip, n_batches = int(mid["batch"]), int(mid["batches"])
+            window.total, window.count = float(mid["loss_total"]), int(mid["loss_count"])
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{tr.epochs}",
@@ -317,6 +368,12 @@ class Trainer:
                 break
             if tr.max_steps is not None and ctx.global_step >= int(tr.max_steps):
                 break
+            if b < skip:  # a preempted epoch's first batches: drawn again (same worker RNG), not trained
+                if b == skip - 1:
+                    rngs = mid["rng"]
+                    set_rng_state(rngs[rt.rank] if len(rngs) == rt.world_size else rngs[0])
+                t_data = time.perf_counter()
+                continue
             data_t += time.perf_counter() - t_data
             batch = to_device(batch, rt)
             out = self.method.fit_step(batch, ctx)
@@ -334,6 +391,8 @@ class Trainer:
                     logs.update({f"lr/{s.name}": s.optimizer.param_groups[0]["lr"] for s in self.specs})
                     self.logger.log(logs, step=ctx.global_step)
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if self._stop_requested():
+                self._stop_mid_epoch(epoch, b + 1, n_batches, window)
             t_data = time.perf_counter()
         window.flush()
         for spec in self.specs:
@@ -350,19 +409,57 @@ class Trainer:
             "data_wait_s": data_t,
         }
 
+    def _stop_requested(self) -> bool:
+        """A stop signal arrived (on any process; checked across processes every log interval)."""
+        if not self.runtime.distributed:
+            return self.guard.requested
+        if self.ctx.global_step % int(self.cfg.trainer.log_every_n_steps):
+            return False
+        flag = torch.tensor([float(self.guard.requested)], device=self.runtime.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _stop_mid_epoch(self, epoch: int, batch: int, n_batches: int, window: LossWindow) -> None:
+        """Write ``last.pt`` at this step boundary (sampler position, RNG, method state), log one line and
+        hand the signal on (``StopGuard.hand_over``: submitit requeues, otherwise exit 128+signal)."""
+        window.flush()
+        path = self.run_dir / "checkpoints" / LAST
+        rngs = [rng_state()]
+        if self.runtime.distributed:  # every process's own RNG state, restored to each on resume
+            rngs = [None] * self.runtime.world_size
+            dist.all_gather_object(rngs, rng_state())
+        if self.runtime.is_main:
+            state = self._state(epoch)
+            state["mid_epoch"] = {
+                "epoch": epoch,
+                "batch": batch,
+                "batches": n_batches,
+                "loss_total": window.total,
+                "loss_count": window.count,
+                "epoch_start_extra": self.epoch_start_extra,
+                "rng": rngs,
+                "world_size": self.runtime.world_size,
+            }
+            save_checkpoint(path, state)
+            announce_preemption(self.guard.name or "stop request", epoch + 1, batch, str(path))
+        if self.runtime.distributed:
+            dist.barrier()
+        self.logger.finish()
+        self.guard.hand_over()
+
     def _validate(self, epoch: int) -> dict | None:
         if "val" not in self.tables:
             return None
         tr, rt = self.cfg.trainer, self.runtime
         preds = predict_table(
             self.method,
-            self.tables["val"],
+            limited_table(self.tables["val"], tr.limit_eval_batches, int(tr.eval_batch_size)),
             self.eval_pipeline,
             rt,
             int(tr.eval_batch_size),
             int(self.cfg.runtime.num_workers),
             None,
-            tr.limit_eval_batches,
+            None,
             desc="val",
             progress=tr.progress,
         )
@@ -374,6 +471,18 @@ class Trainer:
         ckpt_dir = self.run_dir / "checkpoints"
         t_train = time.perf_counter()
         select = tr.select.metric
+        self.guard.install()
+        try:
+            self._epochs(ckpt_dir, select)
+        finally:
+            self.guard.uninstall()
+        self.timings["train_s"] = time.perf_counter() - t_train
+        if rt.is_main:
+            self._save_report_images()
+        return self.test()
+
+    def _epochs(self, ckpt_dir: Path, select: str) -> None:
+        rt, tr = self.runtime, self.cfg.trainer
         for epoch in range(self.start_epoch, int(tr.epochs)):
             if tr.max_steps is not None and self.ctx.global_step >= int(tr.max_steps):
                 break
@@ -410,10 +519,10 @@ class Trainer:
                 )
             if rt.distributed:
                 dist.barrier()
-        self.timings["train_s"] = time.perf_counter() - t_train
-        if rt.is_main:
-            self._save_report_images()
-        return self.test()
+            if self._stop_requested() and epoch + 1 < int(tr.epochs):
+                announce_preemption(self.guard.name, epoch + 1, self.steps_per_epoch, str(ckpt_dir / LAST))
+                self.logger.finish()
+                self.guard.hand_over()
 
     def _save_report_images(self) -> None:
         """The method's end-of-training figures (``Method.report_images``) as PNGs under ``figures/``."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from detect.utils.torch_files import UnreadableFile, load_safetensors_file, load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +127,13 @@ def resolve_pretrained(value: Any, timm_name: str) -> Path | None:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a weights file on CPU and unwrap common containers into a flat ``{key: tensor}`` dict."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        obj: Any = load_file(str(path), device="cpu")
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise WeightsError(
-                f"{path} could not be read with torch.load(weights_only=True) (it pickles more than "
-                f"tensors: {str(exc).splitlines()[0]}). Re-save just the state dict elsewhere, e.g. "
-                "torch.save(ckpt['state_dict'], 'weights.pth'), or convert it to .safetensors."
-            ) from exc
+    try:
+        if path.suffix == ".safetensors":
+            obj: Any = load_safetensors_file(path, "weights file")
+        else:
+            obj = load_torch_file(path, "cpu", "weights file")
+    except UnreadableFile as exc:
+        raise WeightsError(str(exc)) from None
     for _ in range(4):  # nested containers, e.g. {'model': {'state_dict': ...}}
         if not isinstance(obj, Mapping) or all(isinstance(v, torch.Tensor) for v in obj.values()):
             break

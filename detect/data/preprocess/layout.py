@@ -450,6 +450,12 @@ def assign_splits(
     return _ratio_split(layout.entries, ratios, seed), [], mode
 
 
+def ratio_split(entries: list[VideoEntry], ratios: Iterable[float], seed: int) -> list[VideoEntry]:
+    """``entries`` (same order) with seeded random train/val/test splits by ``ratios``, videos sharing an
+    identity kept together. The pipeline draws it again over the videos that gave faces."""
+    return _ratio_split(entries, ratios, seed)
+
+
 def _ratio_split(entries: list[VideoEntry], ratios: Iterable[float], seed: int) -> list[VideoEntry]:
     r = np.asarray(list(ratios), dtype=float)
     if r.shape != (3,) or (r < 0).any() or r.sum() <= 0:

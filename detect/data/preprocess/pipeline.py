@@ -11,6 +11,7 @@ are listed in the summary (``<output_dir>/preprocess_summary.json``), as are fra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -43,6 +44,7 @@ from detect.data.preprocess.layout import (
     VideoEntry,
     assign_splits,
     discover,
+    ratio_split,
 )
 from detect.data.preprocess.video import BACKENDS, VideoReadError, count_frames, read_frames, read_sampled
 from detect.utils.io import atomic_write_json
@@ -465,6 +467,21 @@ def make_jobs(cfg: PreprocessConfig, entries: Sequence[VideoEntry]) -> list[Vide
     return jobs
 
 
+def redraw_ratio_splits(
+    results: Sequence[VideoResult], ratios: Sequence[float], seed: int
+) -> list[VideoResult]:
+    """Ratio splits drawn over the videos that gave face crops only, so a failed video takes no split's
+    slot (a split cannot end up empty because its videos failed)."""
+    ok = [r for r in results if r.status == "ok"]
+    drawn = iter(ratio_split([r.job.entry for r in ok], ratios, seed))
+    out = []
+    for r in results:
+        if r.status == "ok":
+            r = dataclasses.replace(r, job=dataclasses.replace(r.job, split=str(next(drawn).official_split)))
+        out.append(r)
+    return out
+
+
 def run_preprocess(cfg: Mapping | PreprocessConfig) -> dict:
     """Preprocess one dataset end to end; returns the summary (also printed and written to JSON)."""
     pc = cfg if isinstance(cfg, PreprocessConfig) else PreprocessConfig.from_mapping(cfg)
@@ -495,6 +512,8 @@ def run_preprocess(cfg: Mapping | PreprocessConfig) -> dict:
     results = [done.get(k) for k in range(len(jobs))]
     for k, res in zip(todo, ran, strict=True):
         results[k] = res
+    if mode == "ratio":
+        results = redraw_ratio_splits(results, pc.split_ratios, pc.split_seed)
     index_path = write_dataset_index(pc, layout, jobs, results)
     rgb_dir = Path(pc.output_dir) / "rgb" / pc.dataset_name
     for name, src in layout.copy_files.items():

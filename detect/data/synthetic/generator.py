@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import string
-import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,7 @@ from detect.data.synthetic.codec import h264_roundtrip
 from detect.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from detect.data.synthetic.standins import FF_LABELS, FF_METHODS, FF_NAME, FF_STYLE, STAND_INS, StandIn
 from detect.utils.io import atomic_write_json, atomic_write_text
+from detect.utils.scratch import exit_with_parent, make_scratch_dir, remove_stale_scratch
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +441,12 @@ def _set_threads() -> None:
     cv2.setNumThreads(1)
 
 
+def _worker_start(parent_pid: int) -> None:
+    """Pool worker set-up: one thread each, and exit when the generating process dies."""
+    exit_with_parent(parent_pid)
+    _set_threads()
+
+
 def run_job(args: tuple[SyntheticConfig, str, str, int]) -> list[dict]:
     """One job (pool, index) writing under the rgb root; returns its index records."""
     cfg, rgb, pool, i = args
@@ -470,7 +476,9 @@ def _run_all(cfg: SyntheticConfig, rgb: Path, workers: int) -> list[dict]:
             torch.set_num_threads(threads)
             cv2.setNumThreads(cv_threads)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads) as ex:
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_worker_start, initargs=(os.getpid(),)
+        ) as ex:
             results = list(ex.map(run_job, tasks, chunksize=1))
     return [r for rs in results for r in rs]
 
@@ -558,7 +566,9 @@ def ensure_synthetic(
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    for stale in remove_stale_scratch(final.parent, f".{final.name}.tmp-"):
+        log.info("removed %s, left by an interrupted generation", stale)
+    tmp = make_scratch_dir(final.parent, f".{final.name}.tmp-")
     try:
         os.chmod(tmp, 0o755)
         start = time.perf_counter()
