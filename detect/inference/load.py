@@ -1,0 +1,111 @@
+"""Build a detector from a checkpoint: the one place ``predict.py`` and ``scripts/export.py`` load weights.
+
+A checkpoint holds ``config`` (the resolved training config) and ``method`` (the weights), as the
+trainer writes it and as :mod:`detect.convert` writes a converted published checkpoint. Besides the
+method and backbone, the config says how faces must be prepared:
+
+- ``input``: model input size, normalisation mean/std, optional centre crop (the training pipeline's);
+- ``inference`` (optional; converted checkpoints write it): ``crop`` (``mode``, ``scale``, ``size``: how a
+  face is cut from a frame) and ``aggregate`` (how frame scores become a video score). Checkpoints trained
+  here lack it and get :data:`DEFAULT_INFERENCE`: the preprocessing's crop (box x1.3, 256 px, as
+  ``conf/preprocess.yaml``) and the evaluation's video rule (mean of frame probabilities).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from detect.data.preprocess.crop import CROP_MODES
+from detect.data.transforms import Pipeline, build_pipeline
+from detect.engine.checkpoint import load_checkpoint
+from detect.engine.trainer import build_method
+from detect.methods.base import Method
+
+AGGREGATES = ("mean", "mean_of_frame_max")
+
+DEFAULT_INFERENCE: dict = {
+    "crop": {"mode": "box", "scale": 1.3, "size": 256},
+    "aggregate": "mean",
+}
+
+
+@dataclass
+class FaceCrop:
+    """How a face is cut from a frame (:func:`detect.data.preprocess.crop.crop_matrix`)."""
+
+    mode: str
+    scale: float
+    size: int
+
+
+@dataclass
+class LoadedDetector:
+    """A method in eval mode and what inference needs to feed it like its training data."""
+
+    method: Method
+    config: DictConfig
+    pipeline: Pipeline
+    crop: FaceCrop
+    aggregate: str
+    epoch: int | None
+    path: str
+
+    @property
+    def input_size(self) -> int:
+        return int(self.config.input.get("crop") or self.config.input.size)
+
+
+def inference_settings(config: DictConfig | Mapping) -> tuple[FaceCrop, str]:
+    """The checkpoint's face crop and video aggregation (defaults for checkpoints trained here)."""
+    node = config.get("inference") or {}
+    node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    crop = {**DEFAULT_INFERENCE["crop"], **(node.get("crop") or {})}
+    aggregate = node.get("aggregate") or DEFAULT_INFERENCE["aggregate"]
+    if crop["mode"] not in CROP_MODES:
+        raise ValueError(f"checkpoint config inference.crop.mode={crop['mode']!r}; use one of {CROP_MODES}")
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"checkpoint config inference.aggregate={aggregate!r}; use one of {AGGREGATES}")
+    return FaceCrop(str(crop["mode"]), float(crop["scale"]), int(crop["size"])), str(aggregate)
+
+
+def check_trusted_config(config: DictConfig, path: str | os.PathLike) -> None:
+    """Placeholder for the checkpoint-trust rule (only the project's own ``_target_``s are built).
+
+    TRUST CHECK CALL POINT: the reliability work (issue 14) provides the check; at merge it replaces this
+    body (or this function calls it). Everything built from a checkpoint's config passes through here.
+    """
+
+
+def load_detector(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedDetector:
+    """Load ``ckpt_path`` (``weights_only``), rebuild its method strictly, move it to ``device``, eval mode.
+
+    The same steps as ``eval.py`` (:func:`detect.engine.evaluate_run.evaluate_checkpoint`): the trained
+    config's ``method``/``backbone``/``curriculum`` build the method, its ``input`` the pipeline.
+    """
+    state = load_checkpoint(ckpt_path, "cpu")
+    for key in ("config", "method"):
+        if key not in state:
+            raise KeyError(
+                f"{ckpt_path}: not a detect checkpoint (no '{key}' entry; it has {sorted(state)[:10]}); "
+                "convert published weights with scripts/convert_checkpoint.py"
+            )
+    config = OmegaConf.create(state["config"])
+    check_trusted_config(config, ckpt_path)  # <- TRUST CHECK (issue 14) before anything is instantiated
+    method = build_method(config.method, config.backbone, config.get("curriculum"))
+    method.load_state_dict(state["method"], strict=True)
+    method.to(device).eval()
+    crop, aggregate = inference_settings(config)
+    return LoadedDetector(
+        method=method,
+        config=config,
+        pipeline=build_pipeline(config.input, None),
+        crop=crop,
+        aggregate=aggregate,
+        epoch=state.get("epoch"),
+        path=str(ckpt_path),
+    )
