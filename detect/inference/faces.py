@@ -103,6 +103,18 @@ class FaceTracker:
         return [ids[i] for i in range(len(detections))]
 
 
+def rect_matrix(box: tuple[float, float, float, float], scale: float, size: int) -> np.ndarray:
+    """Affine map of the box grown ``scale`` times along each axis (not squared) onto ``size x size``
+    (SBI's test-time crop: a margin of (scale - 1) / 2 of the width/height on each side, then a resize)."""
+    x0, y0, x1, y1 = box
+    w, h = (x1 - x0) * scale, (y1 - y0) * scale
+    if w <= 0 or h <= 0:
+        raise ValueError(f"degenerate face box {box}")
+    left, top = (x0 + x1 - w) / 2.0, (y0 + y1 - h) / 2.0
+    kx, ky = size / w, size / h
+    return np.array([[kx, 0.0, -left * kx], [0.0, ky, -top * ky]])
+
+
 def faces_of(
     sampled: SampledInput, mode: str, crop: FaceCrop, models: FaceModels | None
 ) -> Iterator[Face]:
@@ -124,6 +136,9 @@ def faces_of(
             chosen = sorted(found, key=lambda d: (d.box[0], d.box[1]))
             ids = tracker.assign(chosen)
         for det, track in zip(chosen, ids, strict=True):
-            landmarks = models.predictor.predict(rgb, det.box) if crop.mode == "align" else None
-            matrix = crop_matrix(crop.mode, det.box, landmarks, crop.scale, crop.size)
+            if crop.mode == "rect":
+                matrix = rect_matrix(det.box, crop.scale, crop.size)
+            else:
+                landmarks = models.predictor.predict(rgb, det.box) if crop.mode == "align" else None
+                matrix = crop_matrix(crop.mode, det.box, landmarks, crop.scale, crop.size)
             yield Face(number, track, det.box, warp(rgb, matrix, crop.size))

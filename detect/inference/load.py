@@ -20,13 +20,15 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detect.data.preprocess.crop import CROP_MODES
 from detect.data.transforms import Pipeline, build_pipeline
 from detect.engine.checkpoint import load_checkpoint
 from detect.engine.trainer import build_method
 from detect.methods.base import Method
 
 AGGREGATES = ("mean", "mean_of_frame_max")
+#: box, align: :func:`detect.data.preprocess.crop.crop_matrix`; rect: the box grown x scale per axis,
+#: stretched to size x size (SBI's test crop), :func:`detect.inference.faces.rect_matrix`.
+CROP_MODES = ("box", "align", "rect")
 
 DEFAULT_INFERENCE: dict = {
     "crop": {"mode": "box", "scale": 1.3, "size": 256},

@@ -1,0 +1,258 @@
+"""Checkpoint converters (detect.convert, scripts/convert_checkpoint.py): each source architecture is
+built from its own pip package on random weights with randomised batch-norm statistics, saved in the
+source's format, converted, and its fake probabilities compared with the converted detector's on the
+same images (max abs difference <= 1e-4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from conftest import compose
+from efficientnet_pytorch import EfficientNet
+from torch import nn
+
+from detect.convert import get_format
+from detect.convert.common import ConversionError, efficientnet_pytorch_key
+from detect.convert.run import convert_file
+from detect.inference.load import load_detector
+from detect.models.backbone import build_backbone
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-4
+
+
+def randomise(model: nn.Module, seed: int, size: int) -> nn.Module:
+    """Random weights and random batch-norm statistics, in eval mode: convolutions drawn anew, batch-norm
+    running statistics measured on random images (so activations stay in range through a deep random
+    net), then perturbed, with random affine parameters; linear heads scaled so probabilities spread."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+                m.weight.copy_(1.0 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+        model.train()
+        model(images_tensor(4, 128, g))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.mul_(1.0 + 0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.mul_(1.0 + 0.2 * torch.rand(m.running_var.shape, generator=g))
+        # random heads, scaled so that the logits of random images spread by ~2 (a random deep net's
+        # pooled features differ little between images; unscaled, every probability would be ~equal)
+        model.eval()
+        heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        seen: dict[nn.Linear, torch.Tensor] = {}
+        hooks = [h.register_forward_hook(lambda m, a, o: seen.__setitem__(m, a[0])) for h in heads]
+        model(images_tensor(4, size, g))
+        for h in hooks:
+            h.remove()
+        for m in heads:
+            w = torch.randn(m.weight.shape, generator=g)
+            proj = seen[m] @ w.T
+            w = w / proj.std(0, keepdim=True).T.clamp_min(1e-12) * 2.0
+            m.weight.copy_(w)
+            m.bias.copy_(-(seen[m] @ w.T).mean(0) + 0.1 * torch.randn(m.bias.shape, generator=g))
+    return model.eval()
+
+
+def images_tensor(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """Smooth random images as a [-1, 1] tensor (for calibration)."""
+    low = torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+    return F.interpolate(low, size=(size, size), mode="bilinear")
+
+
+def images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth random RGB uint8 images (so the probabilities spread rather than saturate)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        low = rng.integers(0, 255, (8, 8, 3)).astype(np.float32)
+        img = torch.nn.functional.interpolate(
+            torch.from_numpy(low).permute(2, 0, 1)[None], size=(size, size), mode="bilinear"
+        )[0].permute(1, 2, 0)
+        out.append(img.clamp(0, 255).round().numpy().astype(np.uint8))
+    return out
+
+
+def to_tensor(imgs: list[np.ndarray], mean: float, std: float) -> torch.Tensor:
+    """The source's preprocessing, in float64."""
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).double() / 255.0
+    return (x - mean) / std
+
+
+def converted_probs(ckpt: Path, imgs: list[np.ndarray], source_input: torch.Tensor) -> np.ndarray:
+    """The converted detector's P(fake) on the source's float64 input (so the comparison checks the
+    architecture and the mapping, not float32 rounding amplified by the tests' steep heads), after
+    checking that the checkpoint's recorded pipeline prepares the images as the source does."""
+    det = load_detector(ckpt)
+    ours = torch.stack([det.pipeline(im, augment=False) for im in imgs]).double()
+    assert (ours - source_input).abs().max().item() < 1e-5
+    with torch.no_grad():
+        return det.method.double().predict(source_input).numpy()
+
+
+def convert(fmt: str, src: Path, dst: Path) -> Path:
+    cfg = compose(["logger=none", *get_format(fmt).overrides])
+    convert_file(fmt, src, dst, cfg)
+    return dst
+
+
+# ------------------------------------------------------------------ source architectures
+
+
+class DfbEfficientNetB4(nn.Module):
+    """DeepfakeBench's EfficientNet-B4 detector's parameter layout: efficientnet_pytorch's B4 with an
+    unpadded stem and no ``_fc``, a ``last_layer`` Linear(1792, 2) on the average-pooled features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.efficientnet = EfficientNet.from_name("efficientnet-b4")
+        self.backbone.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)
+        self.backbone.efficientnet._fc = nn.Identity()
+        self.backbone.last_layer = nn.Linear(1792, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = F.adaptive_avg_pool2d(self.backbone.efficientnet.extract_features(x), 1).flatten(1)
+        return self.backbone.last_layer(f).softmax(1)[:, 1]
+
+
+class DfbXception(nn.Module):
+    """DeepfakeBench's Xception detector's layout: the FF++ Xception (timm legacy_xception names) with
+    ``last_linear`` Linear(2048, 2) and an unused ``adjust_channel`` branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = timm.create_model("legacy_xception", pretrained=False, num_classes=2)
+        self.backbone.last_linear = self.backbone.fc
+        del self.backbone.fc
+        self.backbone.adjust_channel = nn.Sequential(
+            nn.Conv2d(2048, 512, 1, 1), nn.BatchNorm2d(512), nn.ReLU()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.backbone.forward_features(x)
+        logits = self.backbone.last_linear(F.adaptive_avg_pool2d(F.relu(f), 1).flatten(1))
+        return logits.softmax(1)[:, 1]
+
+
+class SbiDetector(nn.Module):
+    """SBI's released model: ``net`` = efficientnet_pytorch's B4 with a 2-way ``_fc``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = EfficientNet.from_name("efficientnet-b4", num_classes=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(1)[:, 1]
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_dfb_efficientnetb4_matches_the_source(tmp_path: Path) -> None:
+    src = randomise(DfbEfficientNetB4(), 0, 256)
+    torch.save({"module." + k: v for k, v in src.state_dict().items()}, tmp_path / "effnb4_best.pth")
+    dst = convert("dfb_efficientnetb4", tmp_path / "effnb4_best.pth", tmp_path / "effb4.pt")
+    imgs = images(2, 256)
+    with torch.no_grad():
+        want = src.double()(to_tensor(imgs, 0.5, 0.5)).numpy()
+    got = converted_probs(dst, imgs, to_tensor(imgs, 0.5, 0.5))
+    print(f"max abs diff {np.abs(got - want).max():.2e}")
+    assert np.abs(got - want).max() <= TOL, (got, want)
+    assert want.std() > 1e-3  # the comparison is not between constants
+    # the architecture's quirk is reproduced: 127/63/32/16/8 feature maps at 256 px
+    det = load_detector(dst)
+    sizes = []
+    hooks = [
+        stage.register_forward_hook(lambda m, a, o: sizes.append(o.shape[-1]))
+        for stage in det.method.backbone.model.blocks
+    ]
+    with torch.no_grad():
+        det.method.backbone.forward_features(torch.zeros(1, 3, 256, 256))
+    for h in hooks:
+        h.remove()
+    assert sizes == [127, 63, 32, 16, 16, 8, 8]
+
+
+def test_dfb_xception_matches_the_source(tmp_path: Path) -> None:
+    src = randomise(DfbXception(), 1, 256)
+    torch.save({"module." + k: v for k, v in src.state_dict().items()}, tmp_path / "xception_best.pth")
+    dst = convert("dfb_xception", tmp_path / "xception_best.pth", tmp_path / "xception.pt")
+    imgs = images(2, 256)
+    with torch.no_grad():
+        want = src.double()(to_tensor(imgs, 0.5, 0.5)).numpy()
+    got = converted_probs(dst, imgs, to_tensor(imgs, 0.5, 0.5))
+    print(f"max abs diff {np.abs(got - want).max():.2e}")
+    assert np.abs(got - want).max() <= TOL, (got, want)
+    assert want.std() > 1e-3
+
+
+def test_sbi_matches_the_source(tmp_path: Path) -> None:
+    src = randomise(SbiDetector(), 2, 380)
+    torch.save({"model": src.state_dict(), "optimizer": {}, "epoch": 99}, tmp_path / "FFraw.tar")
+    dst = convert("sbi", tmp_path / "FFraw.tar", tmp_path / "sbi.pt")
+    imgs = images(2, 380)
+    with torch.no_grad():
+        want = src.double()(to_tensor(imgs, 0.0, 1.0)).numpy()
+    got = converted_probs(dst, imgs, to_tensor(imgs, 0.0, 1.0))
+    print(f"max abs diff {np.abs(got - want).max():.2e}")
+    assert np.abs(got - want).max() <= TOL, (got, want)
+    det = load_detector(dst)
+    assert (det.crop.mode, det.crop.size, det.aggregate) == ("rect", 380, "mean_of_frame_max")
+
+
+def test_efficientnet_pytorch_weights_as_a_backbone(tmp_path: Path) -> None:
+    src = randomise(EfficientNet.from_name("efficientnet-b4"), 3, 380)
+    torch.save(src.state_dict(), tmp_path / "efficientnet-b4.pth")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    dst = tmp_path / "b4.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "scripts/convert_checkpoint.py", "from=efficientnet_pytorch",
+         f"src={tmp_path / 'efficientnet-b4.pth'}", f"dst={dst}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = compose(["logger=none", "backbone=effb4_ep", f"backbone.pretrained={dst}"])
+    backbone = build_backbone(cfg.backbone).eval()
+    x = to_tensor(images(2, 380), 0.45, 0.225)
+    with torch.no_grad():  # float64: the random net's features are large, float32 rounding is not the point
+        want = src.double().extract_features(x)
+        got = backbone.double().forward_features(x)
+    assert got.shape == want.shape == (2, 1792, 12, 12)
+    assert (got - want).abs().max().item() <= TOL
+
+
+def test_unmapped_and_missing_keys_are_listed(tmp_path: Path) -> None:
+    src = DfbEfficientNetB4().state_dict()
+    src["backbone.extra_branch.weight"] = torch.zeros(3)
+    torch.save(src, tmp_path / "extra.pth")
+    with pytest.raises(ConversionError, match="backbone.extra_branch.weight"):
+        convert("dfb_efficientnetb4", tmp_path / "extra.pth", tmp_path / "x.pt")
+    src = DfbEfficientNetB4().state_dict()
+    del src["backbone.efficientnet._blocks.3._bn1.running_var"]
+    torch.save(src, tmp_path / "short.pth")
+    with pytest.raises(ConversionError, match=r"missing 1: backbone\.model\.blocks\.1\.1\.bn2\.running_var"):
+        convert("dfb_efficientnetb4", tmp_path / "short.pth", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_efficientnet_pytorch_key_names() -> None:
+    assert efficientnet_pytorch_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
+    assert efficientnet_pytorch_key("_blocks.2._expand_conv.weight") == "blocks.1.0.conv_pw.weight"
+    assert efficientnet_pytorch_key("_blocks.31._bn2.bias") == "blocks.6.1.bn3.bias"
+    assert efficientnet_pytorch_key("_bn1.running_mean") == "bn2.running_mean"
+    assert efficientnet_pytorch_key("_fc.weight") is None
+    assert efficientnet_pytorch_key("_blocks.32._bn2.bias") is None
