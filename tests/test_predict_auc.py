@@ -1,0 +1,47 @@
+"""predict.py agrees with eval.py: a checkpoint trained briefly on the synthetic benchmark, its test videos
+written as MP4 (scripts/synthetic_videos.py's code), the video AUC from predict.py's videos.csv equals
+eval.py's video AUC on the same frames (within 0.01)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import compose, train_in_process
+from sklearn.metrics import roc_auc_score
+
+from detect.data.protocol import load_sets, prepare_data, protocol_sets
+from detect.engine.evaluate_run import evaluate_checkpoint
+from detect.inference.run import run_predict
+from detect.inference.videos import write_videos
+
+
+@pytest.mark.e2e
+def test_video_auc_from_videos_csv_equals_eval_py(synthetic_cache: Path, tmp_path: Path) -> None:
+    paths = [f"paths.cache_dir={synthetic_cache}", f"paths.output_dir={tmp_path / 'out'}"]
+    run = tmp_path / "run"
+    train_in_process(synthetic_cache, tmp_path / "out", ["+scale=smoke", "trainer.epochs=1"], run)
+    ckpt = run / "checkpoints" / "best.pt"
+
+    eval_cfg = compose([*paths, f"ckpt={ckpt}", "logger=none", "trainer.progress=false"], "eval")
+    evaluated = evaluate_checkpoint(eval_cfg, tmp_path / "eval")["metrics"]["FF++"]
+
+    vcfg = compose(paths, "videos")
+    prepare_data(vcfg)
+    sets = protocol_sets(vcfg, roles=("test",))
+    table = load_sets(sets, "synthetic")["test/FF++"]
+    labels = write_videos(table, tmp_path / "videos")
+    assert len(labels) == evaluated["n_videos"]
+
+    pcfg = compose(
+        [*paths, f"ckpt={ckpt}", f"input={tmp_path / 'videos'}", "faces=crops", "frames=8", "progress=false"],
+        "predict",
+    )
+    result = run_predict(pcfg, tmp_path / "predict")
+    videos = pd.read_csv(tmp_path / "predict" / "videos.csv").merge(labels, on="path", validate="1:1")
+    assert len(videos) == len(labels) and len(result.failures) == 0
+    assert (videos["n_faces"] == 8).all()
+    auc = roc_auc_score(videos["label"], videos["score"])
+    print(f"video AUC: predict.py {auc:.4f}, eval.py {evaluated['video_auc']:.4f}")
+    assert abs(auc - evaluated["video_auc"]) <= 0.01, (auc, evaluated["video_auc"])
