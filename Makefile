@@ -31,13 +31,14 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline
+bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline; predict.py faces/s
 	$(PY) scripts/bench_defaults.py
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
 	$(PY) scripts/bench_ltw.py
 	$(PY) scripts/bench_dpl.py
 	$(PY) scripts/bench_dffc.py
+	$(PY) scripts/bench_predict.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
