@@ -43,10 +43,13 @@ def encode_mp4(path: Path, frames: list[np.ndarray], fps: int = 8, lossless: boo
 
 def write_videos(table: pd.DataFrame, out_dir: str | Path, limit: int | None = None) -> pd.DataFrame:
     """One MP4 per ``video`` key of a sample table (frames in ``frame`` order) under
-    ``out_dir/<label_name>/``; returns and writes ``labels.csv``. ``limit``: at most this many videos."""
+    ``out_dir/<label_name>/``; returns and writes ``labels.csv``. ``limit``: at most this many videos,
+    spread evenly over the sorted video keys."""
     out_dir = Path(out_dir)
     rows = []
-    keys = sorted(table["video"].astype(str).unique())[: limit or None]
+    keys = sorted(table["video"].astype(str).unique())
+    if limit and limit < len(keys):  # evenly spread over the sorted keys: every label appears
+        keys = [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, int(limit)).round().astype(int))]
     for key in keys:
         part = table[table["video"].astype(str) == key].sort_values("frame")
         frames = []
