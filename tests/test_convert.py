@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
 
 
-def randomise(model: nn.Module, seed: int, size: int) -> nn.Module:
+def randomise(model: nn.Module, seed: int, size: int, calibrate: int = 128) -> nn.Module:
     """Random weights and random batch-norm statistics, in eval mode: convolutions drawn anew, batch-norm
     running statistics measured on random images (so activations stay in range through a deep random
     net), then perturbed, with random affine parameters; linear heads scaled so probabilities spread."""
@@ -44,7 +44,7 @@ def randomise(model: nn.Module, seed: int, size: int) -> nn.Module:
                 m.weight.copy_(1.0 + 0.2 * torch.randn(m.weight.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
         model.train()
-        model(images_tensor(4, 128, g))
+        model(images_tensor(4, calibrate, g))
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.mul_(1.0 + 0.1 * torch.randn(m.running_mean.shape, generator=g))
@@ -58,7 +58,7 @@ def randomise(model: nn.Module, seed: int, size: int) -> nn.Module:
         model(images_tensor(4, size, g))
         for h in hooks:
             h.remove()
-        for m in heads:
+        for m in (h for h in heads if h in seen):  # heads the forward pass uses
             w = torch.randn(m.weight.shape, generator=g)
             proj = seen[m] @ w.T
             w = w / proj.std(0, keepdim=True).T.clamp_min(1e-12) * 2.0
@@ -159,6 +159,76 @@ class SbiDetector(nn.Module):
         return self.net(x).softmax(1)[:, 1]
 
 
+def release_head() -> nn.Sequential:
+    """ProDet's release heads: GAP, flatten, Linear(512, 256), LeakyReLU, Linear(256, 2)."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 256), nn.LeakyReLU(), nn.Linear(256, 2)
+    )
+
+
+def release_lift() -> nn.Sequential:
+    """Linear(2, 256), LeakyReLU, Linear(256, 512), reshape to 512x1x1, ConvTranspose2d(512, 512, 8)."""
+    return nn.Sequential(
+        nn.Linear(2, 256), nn.LeakyReLU(), nn.Linear(256, 512), nn.Unflatten(1, (512, 1, 1)),
+        nn.ConvTranspose2d(512, 512, kernel_size=8),
+    )  # fmt: skip
+
+
+class ReleaseTransition(nn.Module):
+    """The release's transition block: ``concat_process(cat(feature, noise_process(noise)))``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise_process = nn.Sequential(
+            nn.Conv2d(512, 512, 3, 1, 1), nn.LeakyReLU(), nn.Conv2d(512, 512, 3, 1, 1), nn.LeakyReLU()
+        )
+        self.concat_process = nn.Sequential(
+            nn.Conv2d(1024, 512, 1), nn.LeakyReLU(), nn.Conv2d(512, 512, 3, 1, 1), nn.LeakyReLU()
+        )
+
+    def forward(self, feature: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.concat_process(torch.cat([feature, self.noise_process(noise)], dim=1))
+
+
+class ReleaseProDet(nn.Module):
+    """ProDet's released detector layout: DeepfakeBench's EfficientNet-B4 (with its unused 2-way
+    ``last_layer``), ``adjust_feature``, four heads, ``fea_att`` and three transition blocks; prediction
+    ``softmax(final_classifier(F * attention(cat(lift_df, lift_blend, lift_id, F))))[:, 1]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = DfbEfficientNetB4().backbone
+        self.adjust_feature = nn.Conv2d(1792, 512, 1)
+        self.blend_classifier = release_head()
+        self.ID_inconsistency_classifier = release_head()
+        self.deepfake_classifier = release_head()
+        self.final_classifier = release_head()
+        self.fea_att = nn.Module()
+        for i in (1, 2, 3):
+            setattr(self.fea_att, f"inverse_conv{i}", release_lift())
+        self.fea_att.attention = nn.Sequential(
+            nn.Conv2d(2048, 512, 1), nn.BatchNorm2d(512), nn.ReLU(), nn.Conv2d(512, 512, 1),
+            nn.BatchNorm2d(512), nn.ReLU(), nn.Conv2d(512, 512, 3, padding=1), nn.Sigmoid(),
+        )  # fmt: skip
+        self.real2sbi, self.sbi2bi, self.bi2fake = (
+            ReleaseTransition(),
+            ReleaseTransition(),
+            ReleaseTransition(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.adjust_feature(self.backbone.efficientnet.extract_features(x))
+        df, bld, bi = (
+            self.deepfake_classifier(f),
+            self.blend_classifier(f),
+            self.ID_inconsistency_classifier(f),
+        )
+        a = self.fea_att
+        maps = [a.inverse_conv1(df), a.inverse_conv2(bld), a.inverse_conv3(bi), f]
+        att = a.attention(torch.cat(maps, dim=1))
+        return self.final_classifier(f * att).softmax(1)[:, 1]
+
+
 # ------------------------------------------------------------------ tests
 
 
@@ -233,6 +303,29 @@ def test_efficientnet_pytorch_weights_as_a_backbone(tmp_path: Path) -> None:
         got = backbone.double().forward_features(x)
     assert got.shape == want.shape == (2, 1792, 12, 12)
     assert (got - want).abs().max().item() <= TOL
+
+
+def test_prodet_release_matches_the_source(tmp_path: Path) -> None:
+    src = randomise(ReleaseProDet(), 4, 256, calibrate=256)
+    torch.save({"module." + k: v for k, v in src.state_dict().items()}, tmp_path / "ProDet_best.pth")
+    dst = convert("prodet", tmp_path / "ProDet_best.pth", tmp_path / "prodet.pt")
+    imgs = images(2, 256)
+    with torch.no_grad():
+        want = src.double()(to_tensor(imgs, 0.5, 0.5)).numpy()
+    got = converted_probs(dst, imgs, to_tensor(imgs, 0.5, 0.5))
+    print(f"max abs diff {np.abs(got - want).max():.2e}")
+    assert np.abs(got - want).max() <= TOL, (got, want)
+    # the transition modules (not on the prediction path) agree too, given the same noise
+    method = load_detector(dst).method.double()
+    g = torch.Generator().manual_seed(5)
+    feature, noise = (
+        torch.randn(1, 512, 8, 8, generator=g).double(),
+        torch.randn(1, 512, 8, 8, generator=g).double(),
+    )
+    with torch.no_grad():
+        ours = method.transitions["sbi_to_cbi"](feature, noise)
+        theirs = src.sbi2bi(feature, noise)
+    assert (ours - theirs).abs().max().item() <= TOL
 
 
 def test_unmapped_and_missing_keys_are_listed(tmp_path: Path) -> None:

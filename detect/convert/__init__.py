@@ -8,11 +8,11 @@ normalisation, face crop and video aggregation in the converted checkpoint's con
 
 from __future__ import annotations
 
-from detect.convert import dfb_efficientnetb4, dfb_xception, efficientnet_pytorch, sbi
+from detect.convert import dfb_efficientnetb4, dfb_xception, efficientnet_pytorch, prodet, sbi
 from detect.convert.common import Format
 
 FORMATS: dict[str, Format] = {
-    m.FORMAT.name: m.FORMAT for m in (dfb_efficientnetb4, dfb_xception, sbi, efficientnet_pytorch)
+    m.FORMAT.name: m.FORMAT for m in (dfb_efficientnetb4, dfb_xception, prodet, sbi, efficientnet_pytorch)
 }
 
 
