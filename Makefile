@@ -34,7 +34,7 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW/DPL/DFFC steps vs baseline; 2-process DDP vs explicit step
+bench:  # first-use time; engine vs bare loop; blend rates; LTW/DPL/DFFC/DDP steps; predict.py faces/s
 	$(PY) scripts/bench_defaults.py
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
@@ -42,6 +42,7 @@ bench:  # defaults first-use time; engine vs bare loop; SBI/CBI/tuple rates; LTW
 	$(PY) scripts/bench_dpl.py
 	$(PY) scripts/bench_dffc.py
 	$(PY) scripts/bench_ddp.py
+	$(PY) scripts/bench_predict.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

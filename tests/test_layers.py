@@ -17,10 +17,14 @@ The layers, lowest first (``LAYERS``):
    names none of them.
 6. ``methods``: the detectors and the curriculum wrapper (``methods/curriculum/``: it wraps any detector, so
    it is a method, not a service of the engine).
-7. ``tables``: the paper tables rendered from finished runs' ``results.json``; only scripts use them.
-8. ``analysis``: figures, run loading, PNG saving and the engine benchmark; it may rebuild any method
+7. ``inference``: ``predict.py``'s work: a detector rebuilt from a checkpoint (under the engine's trust
+   rule), faces found and tracked through the preprocessing code, batched scoring, CSVs, export.
+8. ``convert``: published checkpoints mapped onto the project's methods; it builds methods through the
+   engine and reads the inference layer's checkpoint settings.
+9. ``tables``: the paper tables rendered from finished runs' ``results.json``; only scripts use them.
+10. ``analysis``: figures, run loading, PNG saving and the engine benchmark; it may rebuild any method
    from a checkpoint, and nothing below imports it.
-9. ``cli``: what ``train.py`` and ``eval.py`` call (the entry points; scripts/ sit above everything).
+11. ``cli``: what ``train.py`` and ``eval.py`` call (the entry points; scripts/ sit above everything).
 
 An import is every ``import``/``from ... import`` (module level, inside functions, under
 ``if TYPE_CHECKING:``; relative ones resolved) and every string constant naming a module of the package
@@ -47,6 +51,8 @@ LAYERS = (
     "evaluation",
     "engine",
     "methods",
+    "inference",
+    "convert",
     "tables",
     "analysis",
     "cli",

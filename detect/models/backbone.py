@@ -3,7 +3,10 @@
 A backbone config holds ``name``, ``timm_name``, ``pretrained`` (``false`` or a local weights file, see
 :mod:`detect.models.weights`), ``allow_missing`` / ``allow_unexpected`` (weight-loading leniency, default
 false), ``input_size`` (the resolution methods train at), ``mean`` / ``std`` (input normalisation, for the
-data pipeline) and ``kwargs`` (extra ``timm.create_model`` kwargs, e.g. ``drop_rate``, ``drop_path_rate``).
+data pipeline), ``kwargs`` (extra ``timm.create_model`` kwargs, e.g. ``drop_rate``, ``drop_path_rate``) and
+optionally ``static_same_padding`` (a resolution: fix "same" pads as ``efficientnet_pytorch`` does for it) and
+``stem_padding`` (the first convolution's pad; DeepfakeBench's EfficientNet-B4: 0), see
+:mod:`detect.models.static_padding`.
 
 The model is always built with ``pretrained=False, num_classes=0`` (timm never downloads); methods put their
 own heads on :meth:`Backbone.forward_features` (always NCHW) or :meth:`Backbone.forward` (pooled ``[B, C]``).
@@ -23,6 +26,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from detect.models.static_padding import freeze_same_padding
 from detect.models.weights import LoadReport, load_pretrained, resolve_pretrained
 
 log = logging.getLogger(__name__)
@@ -184,6 +188,9 @@ def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
 
     model = timm.create_model(timm_name, pretrained=False, num_classes=0, **kwargs)
     dropped = _drop_post_pool(model, timm_name)
+    if cfg.get("static_same_padding") or cfg.get("stem_padding") is not None:
+        size = int(cfg.get("static_same_padding") or input_size)
+        freeze_same_padding(model, size, cfg.get("stem_padding"))
     mean = cfg.get("mean") or model.pretrained_cfg.get("mean")
     std = cfg.get("std") or model.pretrained_cfg.get("std")
     backbone = Backbone(

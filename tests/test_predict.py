@@ -1,0 +1,185 @@
+"""predict.py (detect.inference): faces of a real-face H.264 video, failures listed, face-crop inputs,
+face tracking and video aggregation.
+
+The face video is built from scikit-image's astronaut photo (a real face shipped with the package): a
+320x240 window around the face, shifted and scaled a little per frame, encoded with H.264 by PyAV.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+import torch
+from helpers import compose
+from omegaconf import OmegaConf
+
+from detect.data.preprocess.face_detection import Detection
+from detect.engine.method_builder import build_method
+from detect.inference.aggregate import aggregate_scores
+from detect.inference.face_sampling import FaceTracker
+from detect.inference.load import load_detector
+from detect.inference.sources import find_sources
+
+REPO = Path(__file__).resolve().parents[1]
+W, H, N_FRAMES = 320, 240, 12
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
+    """RGB frames -> H.264 MP4 (PyAV's libx264)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18", "preset": "ultrafast"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def astronaut_frames(n: int = N_FRAMES) -> list[np.ndarray]:
+    """A window onto the astronaut's face, moving and zooming slightly from frame to frame."""
+    img = skimage.data.astronaut()
+    out = []
+    for t in range(n):
+        s = 1.0 + 0.06 * np.sin(t)
+        cx, cy = 220.0 + 8.0 * np.cos(0.7 * t), 140.0 + 5.0 * np.sin(0.5 * t)
+        m = np.array([[1 / s, 0, W / 2 - cx / s], [0, 1 / s, H / 2 - cy / s]])
+        out.append(cv2.warpAffine(img, m, (W, H)))
+    return out
+
+
+def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """A baseline on the tiny backbone with random weights, saved as the trainer saves checkpoints."""
+    cfg = compose(["+scale=smoke", "logger=none", *overrides])
+    torch.manual_seed(0)
+    method = build_method(cfg.method, cfg.backbone)
+    state = {"config": OmegaConf.to_container(cfg, resolve=True), "method": method.state_dict(), "epoch": 0}
+    torch.save(state, path)
+    return path
+
+
+def run_predict_script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "progress=false", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """astronaut.mp4 (a face in every frame), flat.mp4 (no face), broken.mp4 (not a video)."""
+    root = tmp_path_factory.mktemp("inputs")
+    write_video(root / "astronaut.mp4", astronaut_frames())
+    write_video(root / "sub" / "flat.mp4", [np.full((H, W, 3), (90, 140, 60), np.uint8)] * N_FRAMES)
+    (root / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    return root
+
+
+@pytest.fixture(scope="module")
+def predicted(ckpt: Path, inputs: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("predict")
+    args = (f"ckpt={ckpt}", f"input={inputs}", "frames=6", f"out_dir={out}", "visualize=true")
+    proc = run_predict_script(*args)
+    return proc, out
+
+
+def test_one_face_in_every_sampled_frame_and_both_csvs(predicted, inputs: Path) -> None:
+    proc, out = predicted
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    faces = pd.read_csv(out / "predictions.csv")
+    videos = pd.read_csv(out / "videos.csv")
+    astro = str(inputs / "astronaut.mp4")
+    mine = faces[faces["path"] == astro]
+    assert sorted(mine["frame"]) == [0, 2, 4, 6, 8, 11]  # floor(linspace(0, 11, 6))
+    assert (mine["face"] == 0).all()
+    # the face sits in the middle of the 320x240 window: boxes there, of a face's size
+    cx, cy = (mine["x0"] + mine["x1"]) / 2, (mine["y0"] + mine["y1"]) / 2
+    assert ((cx - W / 2).abs() < 60).all() and ((cy - H / 2).abs() < 50).all()
+    assert ((mine["x1"] - mine["x0"]).between(50, 160)).all()
+    assert mine["score"].between(0, 1).all()
+    row = videos[videos["path"] == astro].iloc[0]
+    assert (row["n_frames"], row["n_faces"], row["n_frames_with_face"]) == (6, 6, 6)
+    assert row["score"] == pytest.approx(mine["score"].mean(), abs=1e-6)
+    assert list(videos["path"]) == [astro]
+    assert (out / "visualized" / (str(inputs / "astronaut").strip("/").replace("/", "__") + ".mp4")).is_file()
+
+
+def test_failures_are_listed_and_the_run_exits_0(predicted, inputs: Path) -> None:
+    proc, out = predicted
+    assert proc.returncode == 0
+    failures = pd.read_csv(out / "failures.csv").set_index("path")
+    assert failures.loc[str(inputs / "broken.mp4"), "reason"] == "unreadable"
+    assert failures.loc[str(inputs / "sub" / "flat.mp4"), "reason"] == "no_face"
+    assert len(failures) == 2
+    assert "broken.mp4" in proc.stdout and "flat.mp4" in proc.stdout
+    assert str(inputs / "astronaut.mp4") in set(pd.read_csv(out / "videos.csv")["path"])
+
+
+def test_faces_crops_scores_each_image(ckpt: Path, tmp_path: Path) -> None:
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(3)]
+    for i, img in enumerate(images):
+        cv2.imwrite(str(crops / f"{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    proc = run_predict_script(f"ckpt={ckpt}", f"input={crops}", "faces=crops", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    videos = pd.read_csv(out / "videos.csv")
+    assert list(videos["path"]) == [str(crops / f"{i}.png") for i in range(3)]
+    assert (videos["n_faces"] == 1).all()
+    det = load_detector(ckpt)
+    with torch.no_grad():
+        direct = det.method.predict(torch.stack([det.pipeline(im, augment=False) for im in images])).numpy()
+    np.testing.assert_allclose(videos["score"].to_numpy(), direct, atol=1e-5)
+    assert len(pd.read_csv(out / "failures.csv")) == 0
+
+
+def test_tracker_keeps_ids_across_frames() -> None:
+    tracker = FaceTracker()
+    left, right = (10, 10, 50, 50), (100, 10, 140, 50)
+    assert tracker.assign([Detection(left, 1), Detection(right, 1)]) == [0, 1]
+    moved = [Detection((104, 12, 144, 52), 1), Detection((12, 11, 52, 51), 1)]
+    assert tracker.assign(moved) == [1, 0]
+    assert tracker.assign([Detection((300, 300, 340, 340), 1)]) == [2]
+
+
+def test_aggregation_rules() -> None:
+    faces = pd.DataFrame({"frame": [0, 0, 1, 2], "score": [0.2, 0.8, 0.4, 0.6]})
+    assert aggregate_scores(faces, "mean") == pytest.approx((0.2 + 0.8 + 0.4 + 0.6) / 4)
+    assert aggregate_scores(faces, "mean_of_frame_max") == pytest.approx((0.8 + 0.4 + 0.6) / 3)
+    with pytest.raises(ValueError, match="aggregate"):
+        aggregate_scores(faces, "median")
+
+
+def test_sources_folders_globs_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.mp4", "a/b/y.JPG", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"0")
+    found = find_sources(tmp_path / "a")
+    assert [(Path(s.path).name, s.kind) for s in found] == [("y.JPG", "image"), ("x.mp4", "video")]
+    assert [Path(s.path).name for s in find_sources(str(tmp_path / "a" / "*.mp4"))] == ["x.mp4"]
+    with pytest.raises(FileNotFoundError, match="nope"):
+        find_sources(tmp_path / "nope")
