@@ -110,3 +110,18 @@ def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path
 
 
 GENERATION: dict = {}
+
+
+def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """A baseline on the tiny backbone with random weights, saved as the trainer saves checkpoints."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from detect.engine.method_builder import build_method
+
+    cfg = compose(["+scale=smoke", "logger=none", *overrides])
+    torch.manual_seed(0)
+    method = build_method(cfg.method, cfg.backbone)
+    state = {"config": OmegaConf.to_container(cfg, resolve=True), "method": method.state_dict(), "epoch": 0}
+    torch.save(state, path)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_predict import save_random_checkpoint
+from helpers import save_random_checkpoint
 
 from detect.inference.export import export
 from detect.inference.export_check import onnx_max_abs_diff

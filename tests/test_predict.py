@@ -19,11 +19,9 @@ import pandas as pd
 import pytest
 import skimage.data
 import torch
-from helpers import compose
-from omegaconf import OmegaConf
+from helpers import save_random_checkpoint
 
 from detect.data.preprocess.face_detection import Detection
-from detect.engine.method_builder import build_method
 from detect.inference.aggregate import aggregate_scores
 from detect.inference.face_sampling import FaceTracker
 from detect.inference.load import load_detector
@@ -58,16 +56,6 @@ def astronaut_frames(n: int = N_FRAMES) -> list[np.ndarray]:
         m = np.array([[1 / s, 0, W / 2 - cx / s], [0, 1 / s, H / 2 - cy / s]])
         out.append(cv2.warpAffine(img, m, (W, H)))
     return out
-
-
-def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
-    """A baseline on the tiny backbone with random weights, saved as the trainer saves checkpoints."""
-    cfg = compose(["+scale=smoke", "logger=none", *overrides])
-    torch.manual_seed(0)
-    method = build_method(cfg.method, cfg.backbone)
-    state = {"config": OmegaConf.to_container(cfg, resolve=True), "method": method.state_dict(), "epoch": 0}
-    torch.save(state, path)
-    return path
 
 
 def run_predict_script(*args: str) -> subprocess.CompletedProcess:
@@ -155,6 +143,23 @@ def test_faces_crops_scores_each_image(ckpt: Path, tmp_path: Path) -> None:
         direct = det.method.predict(torch.stack([det.pipeline(im, augment=False) for im in images])).numpy()
     np.testing.assert_allclose(videos["score"].to_numpy(), direct, atol=1e-5)
     assert len(pd.read_csv(out / "failures.csv")) == 0
+
+
+def test_a_crafted_checkpoint_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    """predict.py builds from a checkpoint under eval.py's trust rule: a target outside the project's
+    conf/ is refused with the key named, exit 2, and the code it names never runs."""
+    victim, ckpt = tmp_path / "created_by_checkpoint.txt", tmp_path / "crafted.pt"
+    target = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+    method = {"_target_": "detect.methods.baseline.Baseline", "name": "baseline", "optim": target}
+    cfg = {"method": method, "backbone": {"name": "tiny"}, "input": {"size": 32}, "seed": 0}
+    torch.save({"method": {}, "config": cfg, "epoch": 1}, ckpt)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    cv2.imwrite(str(crops / "0.png"), np.zeros((64, 64, 3), np.uint8))
+    proc = run_predict_script(f"ckpt={ckpt}", f"input={crops}", "faces=crops", f"out_dir={tmp_path / 'out'}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "method.optim._target_='builtins.open'" in proc.stderr
+    assert not victim.exists()
 
 
 def test_tracker_keeps_ids_across_frames() -> None:

@@ -54,7 +54,7 @@ def test_eval_py_applies_a_converted_checkpoints_input(synthetic_cache: Path, tm
     import cv2
     import numpy as np
     import torch
-    from test_convert import DfbXception, convert, randomise
+    from source_models import DfbXception, convert, randomise
 
     from detect.inference.load import load_detector
 
