@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
-from detect.data.views import reseed
+from detect.data.views import reseed, sample_key
 from detect.engine.checkpoint import BEST, LAST, find_resume, load_checkpoint, save_checkpoint
 from detect.engine.context import StepContext
 from detect.engine.evaluate import predict_table, table_mpd, to_device
@@ -42,6 +42,7 @@ from detect.engine.runtime import (
     setup_runtime,
 )
 from detect.evaluation.metrics import compute_metrics
+from detect.evaluation.perturbations import build_perturbation
 from detect.methods.base import Method
 from detect.utils.io import atomic_write_bytes
 
@@ -551,6 +552,7 @@ def evaluate_sets(
             progress=tr.progress,
         )
         metrics[name] = compute_metrics(preds)
+        metrics[name].update(perturbation_record(spec.perturbation, tables[f"test/{name}"]["path"]))
         if spec.mpd_draws:
             metrics[name]["mpd"] = table_mpd(
                 method,
@@ -569,6 +571,14 @@ def evaluate_sets(
             if logger is not None:
                 logger.log_roc(name, preds["label"].to_numpy(), preds["prob"].to_numpy())
     return {**metrics, **variant_means(test_sets, metrics)}
+
+
+def perturbation_record(perturbation: Mapping | None, paths) -> dict:
+    """What a test set's results record of its perturbation's random draws (e.g. the JPEG qualities a
+    ``random_jpeg`` drew for its frames); empty for fixed perturbations."""
+    pert = build_perturbation(perturbation) if perturbation is not None else None
+    record = getattr(pert, "record", None)
+    return record([sample_key(p) for p in paths]) if callable(record) else {}
 
 
 def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[str, dict]:
