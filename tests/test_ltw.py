@@ -250,3 +250,45 @@ def test_basemodel_only_tests(synthetic_cache, tmp_path):
     trainer = train_in_process(synthetic_cache, tmp_path, overrides)
     assert trainer.ctx.global_step == 0 and trainer.results["best_epoch"] is None
     assert trainer.results["status"] == "complete" and "GID-DF23" in trainer.results["metrics"]
+
+
+@pytest.mark.parametrize(
+    "schedule,want",
+    [
+        ("follow_lr", [1e-3] * 5 + [1e-4] * 5 + [1e-5] * 5 + [1e-6] * 5),  # StepLR(5, 0.1) on α too
+        ("constant", [1e-3] * 20),
+    ],
+)
+def test_virtual_step_rate_per_epoch_under_both_schedules(schedule, want):
+    from conftest import compose
+
+    from detect.engine.trainer import build_method
+
+    cfg = compose(["method=ltw", "+scale=smoke", "backbone.input_size=32"])
+    assert cfg.method.alpha_schedule == "follow_lr"  # the default: the paper's StepLR names α with γ
+    m = build_method({**cfg.method, "alpha_schedule": schedule}, cfg.backbone)
+    (spec,) = [s for s in m.configure_optimizers(20, 4) if s.name == "detector"]
+    alphas = []
+    for _ in range(20):
+        alphas.append(m.current_alpha())
+        spec.optimizer.step()  # (no gradients: a no-op, in the order PyTorch expects)
+        spec.scheduler.step()  # the scheduler's interval is the epoch
+    assert alphas == pytest.approx(want, rel=1e-9)
+    batch = _float_batch()
+    out = m.meta_losses(batch)  # the virtual step uses α of the last epoch
+    theta = dict(m.detector.named_parameters())
+    name = next(n for n, p in theta.items() if p.requires_grad)
+    grad = torch.autograd.grad(out["train_loss"], theta[name], retain_graph=True)[0]
+    expected = theta[name] - want[-1] * grad
+    torch.testing.assert_close(out["virtual"][name], expected)
+    with pytest.raises(Exception, match="alpha_schedule='cosine'"):
+        build_method({**cfg.method, "alpha_schedule": "cosine"}, cfg.backbone)
+
+
+def test_official_preset_runs_at_224():
+    from conftest import compose
+
+    cfg = compose(["method=ltw_official"])
+    assert cfg.backbone.name == "effb4" and cfg.backbone.input_size == 224 and cfg.input.size == 224
+    assert cfg.method.alpha_schedule == "follow_lr" and cfg.trainer.batch_size == 128
+    assert compose(["method=ltw"]).input.size == 224  # EfficientNet-B0's own size

@@ -13,6 +13,12 @@ domain, ``MetaPairDataset``):
 3. updates (Eqs. 4–6): θ by ∇θ[T + β·M(θ'(θ, w))] (second order; ``first_order=true`` drops the θθ Hessian,
    using ∇θ'M), w by ∇w M only — w reaches M through θ', the mixed derivative ∂²T/∂θ∂w, so it learns.
 
+The virtual step's rate α follows the detector optimiser's schedule (``alpha_schedule: follow_lr``:
+α_t = α·lr_t/lr_0, the released code's behaviour and the paper's reading: Sec. 4 gives α = γ = 0.001 "with
+Adam optimizer" and then "a stepLR scheduler (step 5, gamma 0.1)" for them); ``constant`` keeps α fixed
+while the optimiser's rate decays (1000× by epoch 16 with StepLR(5, 0.1)), which weights the meta
+gradient relatively more and more as training goes on.
+
 ``weight_grad=false`` freezes the weight network (the released code computes it under ``no_grad``: the
 ``ltw_official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
 """
@@ -76,6 +82,7 @@ class LTW(Method):
         icc_weight: float = 0.01,
         meta_weight: float = 1.0,
         inner_lr: float = 1e-3,
+        alpha_schedule: str = "follow_lr",
         first_order: bool = False,
         weighting: bool = True,
         weight_grad: bool = True,
@@ -99,6 +106,12 @@ class LTW(Method):
             )
         if self.beta < 0 or self.alpha < 0:
             raise ValueError("method.meta_weight and method.inner_lr must be >= 0")
+        if alpha_schedule not in ("follow_lr", "constant"):
+            raise ValueError(
+                f"method.alpha_schedule={alpha_schedule!r}; use 'follow_lr' (α scaled with the optimiser's "
+                "schedule) or 'constant'"
+            )
+        self.alpha_schedule = alpha_schedule
         for p in self.weights.parameters():
             p.requires_grad_(self.weight_grad)
         self.optim_cfg, self.weight_optim_cfg, self.scheduler_cfg = optim, weight_optim, scheduler
@@ -138,6 +151,15 @@ class LTW(Method):
         self.split = (list(state.get("split_train", [])), list(state.get("split_meta", [])))
 
     # -- the step -----------------------------------------------------------------------------------
+    def current_alpha(self) -> float:
+        """α of the virtual step now: ``inner_lr`` scaled by the detector optimiser's lr_t / lr_0
+        (``follow_lr``), or ``inner_lr`` (``constant``, or before the optimiser exists)."""
+        if self.alpha_schedule == "constant" or self.optimizer is None:
+            return self.alpha
+        group = self.optimizer.param_groups[0]
+        base = float(group.get("initial_lr", group["lr"]))
+        return self.alpha * float(group["lr"]) / base if base > 0 else self.alpha
+
     def sample_weights(self, fmap: torch.Tensor) -> torch.Tensor:
         """p(f_i; w) per sample (ones without weighting); the feature map is detached (see the docstring)."""
         if not self.weighting:
@@ -169,8 +191,9 @@ class LTW(Method):
         grads = torch.autograd.grad(
             out["train_loss"], [params[n] for n in names], create_graph=True, allow_unused=True
         )
+        alpha = self.current_alpha()
         virtual = {
-            n: params[n] - self.alpha * g if g is not None else params[n]
+            n: params[n] - alpha * g if g is not None else params[n]
             for n, g in zip(names, grads, strict=True)
         }
         out["meta_loss"] = self._meta_test({**params, **virtual}, batch)
@@ -188,8 +211,9 @@ class LTW(Method):
         out: dict = self._meta_train(batch)
         per_sample, weight = out["per_sample"], out["weight"]
         g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
+        alpha = self.current_alpha()
         virtual = {
-            n: (params[n] - self.alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
+            n: (params[n] - alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
         }
         meta = self._meta_test({**params, **virtual}, batch)
         v = torch.autograd.grad(meta, [virtual[n] for n in names])
@@ -201,7 +225,7 @@ class LTW(Method):
                 copies = {n: b.clone() for n, b in self.detector.named_buffers()}
                 dual_logits, _ = functional_call(self.detector, {**dual, **copies}, (batch["image"],))
                 slope = fwAD.unpack_dual(sample_losses(dual_logits, batch["label"], self.icc_weight)).tangent
-            out["weight_objective"] = -(self.alpha / len(slope)) * (slope.detach() * weight).sum()
+            out["weight_objective"] = -(alpha / len(slope)) * (slope.detach() * weight).sum()
         return out
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
@@ -236,7 +260,11 @@ class LTW(Method):
                 if w:
                     ctx.backward(out["meta_loss"], inputs=w, retain_graph=True)
                 ctx.backward(train_theta, inputs=theta)
-        logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
+        logs = {
+            "train_loss": out["train_loss"].detach(),
+            "mean_weight": out["weight"].detach().mean(),
+            "alpha": torch.tensor(self.current_alpha()),
+        }
         if "meta_loss" in out:
             logs["meta_loss"] = out["meta_loss"].detach()
         ctx.step(self.optimizer)
