@@ -19,6 +19,11 @@ Adam optimizer" and then "a stepLR scheduler (step 5, gamma 0.1)" for them); ``c
 while the optimiser's rate decays (1000× by epoch 16 with StepLR(5, 0.1)), which weights the meta
 gradient relatively more and more as training goes on.
 
+Readings the paper leaves open (its Eq. 1 weights "the loss" of a sample, Eq. 11 the loss with ICC):
+``weight_icc: true`` puts each sample's ICC contribution under its weight inside T and ``meta_icc: true``
+keeps ICC in M; the released code (``ltw_official``) weights the BCE only (ICC unweighted in T) and uses
+BCE alone in M. The weight network's input is detached in both (the code and Meta-Weight-Net do so).
+
 ``weight_grad=false`` freezes the weight network (the released code computes it under ``no_grad``: the
 ``ltw_official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
 """
@@ -41,7 +46,7 @@ from detect.data.views import MetaPairDataset
 from detect.engine.context import StepContext
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
 from detect.methods.base import Method, StepOutput
-from detect.methods.ltw.losses import sample_losses
+from detect.methods.ltw.losses import sample_losses, weighted_terms
 from detect.methods.ltw.meta_split import meta_split
 from detect.methods.ltw.weight_net import WeightNetwork
 from detect.models.backbone import build_backbone
@@ -83,6 +88,8 @@ class LTW(Method):
         meta_weight: float = 1.0,
         inner_lr: float = 1e-3,
         alpha_schedule: str = "follow_lr",
+        weight_icc: bool = True,
+        meta_icc: bool = True,
         first_order: bool = False,
         weighting: bool = True,
         weight_grad: bool = True,
@@ -112,6 +119,7 @@ class LTW(Method):
                 "schedule) or 'constant'"
             )
         self.alpha_schedule = alpha_schedule
+        self.weight_icc, self.meta_icc = bool(weight_icc), bool(meta_icc)
         for p in self.weights.parameters():
             p.requires_grad_(self.weight_grad)
         self.optim_cfg, self.weight_optim_cfg, self.scheduler_cfg = optim, weight_optim, scheduler
@@ -168,18 +176,27 @@ class LTW(Method):
         return w.to(torch.promote_types(w.dtype, torch.float32))
 
     def _meta_train(self, batch: Mapping) -> dict[str, torch.Tensor]:
-        """Meta-training (Eq. 1): per-sample losses L_i, weights p(f_i; w) and T = mean(p_i·L_i)."""
+        """Meta-training (Eq. 1): per-sample losses L_i, weights p(f_i; w) and T = mean(p_i·ℓ_i) + rest,
+        ℓ_i the weighted part of L_i (all of it, or the BCE only: ``weight_icc``)."""
         logits, fmap = self.detector(batch["image"])
         per_sample = sample_losses(logits, batch["label"], self.icc_weight)
+        weighted, rest = weighted_terms(logits, batch["label"], self.icc_weight, self.weight_icc)
         weight = self.sample_weights(fmap)
-        return {"train_loss": (weight * per_sample).mean(), "per_sample": per_sample, "weight": weight}
+        return {
+            "train_loss": (weight * weighted).mean() + rest,
+            "per_sample": per_sample,
+            "weighted": weighted,
+            "rest": rest,
+            "weight": weight,
+        }
 
     def _meta_test(self, params: Mapping[str, torch.Tensor], batch: Mapping) -> torch.Tensor:
         """Meta-testing (Eq. 3): the unweighted loss of the meta batch under ``params`` (θ' and the rest),
         on copies of the buffers so the virtual forward leaves the BatchNorm running statistics alone."""
         buffers = {n: b.clone() for n, b in self.detector.named_buffers()}
         meta_logits, _ = functional_call(self.detector, {**params, **buffers}, (batch["meta_image"],))
-        return sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        icc = self.icc_weight if self.meta_icc else 0.0
+        return sample_losses(meta_logits, batch["meta_label"], icc).mean()
 
     def meta_losses(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
         """T, θ' (as a dict of tensors), M(θ') and the per-sample training losses (no optimiser step)."""
@@ -209,8 +226,9 @@ class LTW(Method):
         params = dict(self.detector.named_parameters())
         names = [n for n, p in params.items() if p.requires_grad]
         out: dict = self._meta_train(batch)
-        per_sample, weight = out["per_sample"], out["weight"]
-        g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
+        weighted, weight = out["weighted"], out["weight"]
+        theta_loss = (weight.detach() * weighted).mean() + out["rest"]
+        g = torch.autograd.grad(theta_loss, [params[n] for n in names])
         alpha = self.current_alpha()
         virtual = {
             n: (params[n] - alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
@@ -224,7 +242,8 @@ class LTW(Method):
                 dual = {n: fwAD.make_dual(params[n].detach(), vi) for n, vi in zip(names, v, strict=True)}
                 copies = {n: b.clone() for n, b in self.detector.named_buffers()}
                 dual_logits, _ = functional_call(self.detector, {**dual, **copies}, (batch["image"],))
-                slope = fwAD.unpack_dual(sample_losses(dual_logits, batch["label"], self.icc_weight)).tangent
+                dual_terms, _ = weighted_terms(dual_logits, batch["label"], self.icc_weight, self.weight_icc)
+                slope = fwAD.unpack_dual(dual_terms).tangent
             out["weight_objective"] = -(alpha / len(slope)) * (slope.detach() * weight).sum()
         return out
 
@@ -248,7 +267,7 @@ class LTW(Method):
             with ctx.autocast():
                 out = self.meta_losses(batch)
             # T with the weights as constants: the same value and θ-gradient (f_i is detached at p's input)
-            train_theta = (out["weight"].detach() * out["per_sample"]).mean()
+            train_theta = (out["weight"].detach() * out["weighted"]).mean() + out["rest"]
             if "meta_loss" not in out:
                 ctx.backward(train_theta, inputs=theta)
             elif self.beta > 0:
