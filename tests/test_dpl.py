@@ -242,7 +242,7 @@ def test_rollout_rewards_and_validity():
 
 
 def test_eval_is_deterministic_and_uses_the_policy_mean_once_trained():
-    method, _ = _dpl()
+    method, _ = _dpl(eval_window="fixed")
     method.eval()
     x = torch.randn(2, 3, 32, 32)
     steps = torch.tensor([[3, 3], [2, 4]])
@@ -258,6 +258,72 @@ def test_eval_is_deterministic_and_uses_the_policy_mean_once_trained():
         mu, _, _, hidden = method.policy(maps[-1].mean(dim=(2, 3)), hidden)
         maps.append(select_features(maps[-1], window_mask(mu, fmap.shape[1], method.width, "c")))
     assert torch.allclose(b, method.heads(maps, steps, None)["final"], atol=1e-6)
+
+
+def test_eval_before_stage2_draws_random_positions_per_image_seeded():
+    method, _ = _dpl()
+    assert method.eval_window == "random"  # Table 5 "w/o Train Stage II": random l_t
+    method.eval()
+    x = torch.randn(6, 3, 32, 32)
+    pos = method.eval_positions(x, 5)
+    assert pos.shape == (4, 6) and ((pos >= 0) & (pos < 1)).all()
+    assert len(set(pos.flatten().tolist())) == 24  # not one fixed position
+    # an image gets its positions whatever batch it is in and whatever the batch's step count
+    assert torch.equal(method.eval_positions(x[[4, 1]], 5), pos[:, [4, 1]])
+    assert torch.equal(method.eval_positions(x[:2], 3), pos[:2, :2])
+    other, _ = _dpl(seed=1)
+    assert not torch.equal(other.eval_positions(x, 5), pos)  # seeded by the run's seed
+    steps = torch.tensor([[3, 3], [2, 4], [5, 1], [1, 1], [2, 2], [4, 4]])
+    fmap, _ = method.features(x)
+    want = method.heads(method.selected_maps(fmap, pos), steps, None)["final"]
+    assert torch.allclose(method.forward_eval(x, steps)["final"], want, atol=1e-6)
+    with pytest.raises(Exception, match="eval_window='centre'"):  # (hydra wraps the ValueError)
+        _dpl(eval_window="centre")
+
+
+def _count_ppo_calls(epochs: int) -> tuple[int, int]:
+    """(rollouts, optimiser steps) of one Stage II fit_step with ``ppo.epochs = epochs``."""
+    method, _ = _dpl(stage=2, ppo={**_dpl(stage=2)[1].method.ppo, "epochs": epochs})
+    assert method.ppo_epochs == epochs and "epochs" not in method.ppo
+    method.configure_optimizers(1, 4)
+    method.train()
+    batch = _batch(method)
+    calls: list[str] = []
+    original = method.rollout
+    method.rollout = lambda *a, **k: calls.append("roll") or original(*a, **k)
+    ctx = _ctx()
+    real_step = ctx.step
+    ctx.step = lambda opt, *a, **k: calls.append("step") or real_step(opt, *a, **k)
+    method.fit_step(batch, ctx)
+    return calls.count("roll"), calls.count("step")
+
+
+def test_ppo_epochs_update_the_policy_that_many_times_per_rollout():
+    assert _count_ppo_calls(1) == (1, 1)  # the released code: one update per rollout
+    assert _count_ppo_calls(3) == (1, 3)
+    with pytest.raises(Exception, match=r"ppo.epochs=0"):  # (hydra wraps the ValueError)
+        _dpl(stage=2, ppo={"epochs": 0})
+
+
+def test_fii_scores_read_the_configured_prompts():
+    from detect.methods.dpl.indicators import StepIndicators
+    from detect.quality.indicators import FII_PROMPTS, FII_PROMPTS_CODE, clip_iqa_score, text_embeddings
+
+    assert FII_PROMPTS == ("genuine face.", "manipulated face.")
+    assert FII_PROMPTS_CODE == ("genuine face", "manipulated face")
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    paper = StepIndicators(allow_random=True)
+    code = StepIndicators(allow_random=True, fii_prompts=FII_PROMPTS_CODE)
+    model, _, tok = paper.models["fii"]
+    want = clip_iqa_score(paper.embed(x, "fii"), text_embeddings(model, tok, FII_PROMPTS))
+    torch.testing.assert_close(paper.scores(x)[:, 1], want)
+    # the full stop changes the text embedding, hence the score; VQI is untouched
+    assert not torch.allclose(paper.scores(x)[:, 1], code.scores(x)[:, 1])
+    torch.testing.assert_close(paper.scores(x)[:, 0], code.scores(x)[:, 0])
+    assert paper.version() != code.version()  # cached scores of one never serve the other
+    assert paper.describe()["fii_prompts"] == list(FII_PROMPTS)
+    with pytest.raises(ValueError, match="two prompts"):
+        StepIndicators(allow_random=True, fii_prompts=["genuine face."])
 
 
 def test_indicator_scores_cached_per_image_and_compression_level(tmp_path):
@@ -339,7 +405,10 @@ def test_paper_defaults():
         m.indicators.model == "RN50" and m.indicators.fii_model is None and m.indicators.binning == "quantile"
     )
     assert (m.ppo.gamma, m.ppo.normalise, m.ppo.value_weight, m.ppo.entropy_weight) == (1.0, False, 1.0, 1.0)
+    assert m.ppo.epochs == 1 and m.eval_window == "random"
     assert list(m.qualities) == [None, [30, 99], [13, 29], [8, 12]]
+    # the paper's FII strings with their full stops, genuine first so Eq. 1 reads P(genuine)
+    assert list(m.indicators.fii_prompts) == ["genuine face.", "manipulated face."]
 
 
 def test_official_preset_differs_where_the_code_does():
@@ -354,7 +423,9 @@ def test_official_preset_differs_where_the_code_does():
     assert m.policy.std == "log_param" and m.policy_optim.lr == 3e-4
     assert (m.ppo.gamma, m.ppo.normalise, m.ppo.value_weight, m.ppo.entropy_weight) == (0.7, True, 0.5, 0.01)
     assert m.indicators.fii_model == "ViT-B-32" and m.indicators.binning == "intervals"
+    assert list(m.indicators.fii_prompts) == ["genuine face", "manipulated face"]  # the code's strings
     method, _ = _dpl("dpl/official")
+    assert method.indicators.fii_prompts == ("genuine face", "manipulated face")
     method.epoch = 1  # odd epochs step FIPL against VQPL's final feature
     steps = torch.tensor([[2, 4]])
     assert method.effective_steps(steps).tolist() == [4]

@@ -36,7 +36,14 @@ def test_random_jpeg_protocol_expands_every_test_set_into_four_variants():
     assert sorted(df) == sorted(f"DF-c40@{v}" for v in VARIANTS)
     assert df["DF-c40@q100"].perturbation == {"name": "jpeg", "quality": 100}
     low = df["DF-c40@q8-12"].perturbation
-    assert (low["name"], low["low"], low["high"], low["per"], low["seed"]) == ("random_jpeg", 8, 12, "run", 3)
+    assert (low["name"], low["low"], low["high"], low["per"], low["seed"]) == (
+        "random_jpeg",
+        8,
+        12,
+        "image",
+        3,
+    )
+    assert low["stream"] == "DF-c40"  # each set draws from its own stream
     assert df["DF-c40@q8-12"].dataset.compression == "c40" and df["DF-c40@q8-12"].split == "test"
     # a set's metrics are the mean over its variants
     metrics = {n: {"frame_auc": 0.5 + 0.1 * i, "n_frames": 10} for i, n in enumerate(df)}

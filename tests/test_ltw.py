@@ -63,8 +63,9 @@ def _batch() -> dict:
     }
 
 
-def test_meta_gradient_of_w_matches_finite_differences():
-    m, batch = _model(), _batch()
+@pytest.mark.parametrize("readings", [{}, {"weight_icc": False, "meta_icc": False}])
+def test_meta_gradient_of_w_matches_finite_differences(readings):
+    m, batch = _model(**readings), _batch()
     w = m.weights.head[1].bias  # the weight network's output bias: moves every p(f_i; w)
     meta = m.meta_losses(batch)["meta_loss"]
     (grad,) = torch.autograd.grad(meta, [w])
@@ -128,6 +129,44 @@ def test_meta_loss_is_unweighted():
         m.weights.head[1].bias += 3.0
     assert torch.isclose(m.meta_losses(batch)["meta_loss"], meta)
     assert not torch.isclose(m.meta_losses(batch)["train_loss"], _model().meta_losses(batch)["train_loss"])
+
+
+def test_released_code_readings_icc_unweighted_in_t_and_bce_alone_in_m():
+    from detect.methods.ltw.losses import weighted_terms
+
+    batch = _batch()
+    paper, code = _model(icc_weight=0.5), _model(icc_weight=0.5, weight_icc=False, meta_icc=False)
+    a, b = paper.meta_losses(batch), code.meta_losses(batch)
+    w = a["weight"]
+    assert torch.equal(w, b["weight"])  # the same weight network and input
+    logits, _ = paper.detector(batch["image"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.reshape(-1), batch["label"], reduction="none"
+    )
+    icc = icc_loss(logits, batch["label"])
+    # T: every sample's ICC contribution weighted (paper reading) vs ICC outside the weights (the code)
+    torch.testing.assert_close(a["train_loss"], (w * sample_losses(logits, batch["label"], 0.5)).mean())
+    torch.testing.assert_close(b["train_loss"], (w * bce).mean() + 0.5 * icc)
+    per, rest = weighted_terms(logits, batch["label"], 0.5, weight_icc=False)
+    torch.testing.assert_close(per, bce)
+    torch.testing.assert_close(rest, 0.5 * icc)
+    # M at θ' = θ (α = 0): L_ce + λ·L_icc (paper reading) vs the BCE alone (the code)
+    paper.alpha = code.alpha = 0.0
+    meta_logits, _ = paper.detector(batch["meta_image"])
+    meta_bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        meta_logits.reshape(-1), batch["meta_label"]
+    )
+    meta_icc = icc_loss(meta_logits, batch["meta_label"])
+    torch.testing.assert_close(paper.meta_losses(batch)["meta_loss"], meta_bce + 0.5 * meta_icc)
+    torch.testing.assert_close(code.meta_losses(batch)["meta_loss"], meta_bce)
+    from helpers import compose
+
+    off = compose(["method=ltw/official"]).method
+    assert (off.weight_icc, off.meta_icc) == (False, False)
+    assert (compose(["method=ltw"]).method.weight_icc, compose(["method=ltw"]).method.meta_icc) == (
+        True,
+        True,
+    )
 
 
 # ---------------------------------------------------------------- presets and their effects
@@ -250,3 +289,45 @@ def test_basemodel_only_tests(synthetic_cache, tmp_path):
     trainer = train_in_process(synthetic_cache, tmp_path, overrides)
     assert trainer.ctx.global_step == 0 and trainer.results["best_epoch"] is None
     assert trainer.results["status"] == "complete" and "GID-DF23" in trainer.results["metrics"]
+
+
+@pytest.mark.parametrize(
+    "schedule,want",
+    [
+        ("follow_lr", [1e-3] * 5 + [1e-4] * 5 + [1e-5] * 5 + [1e-6] * 5),  # StepLR(5, 0.1) on α too
+        ("constant", [1e-3] * 20),
+    ],
+)
+def test_virtual_step_rate_per_epoch_under_both_schedules(schedule, want):
+    from helpers import compose
+
+    from detect.engine.trainer import build_method
+
+    cfg = compose(["method=ltw", "+scale=smoke", "backbone.input_size=32"])
+    assert cfg.method.alpha_schedule == "follow_lr"  # the default: the paper's StepLR names α with γ
+    m = build_method({**cfg.method, "alpha_schedule": schedule}, cfg.backbone)
+    (spec,) = [s for s in m.configure_optimizers(20, 4) if s.name == "detector"]
+    alphas = []
+    for _ in range(20):
+        alphas.append(m.current_alpha())
+        spec.optimizer.step()  # (no gradients: a no-op, in the order PyTorch expects)
+        spec.scheduler.step()  # the scheduler's interval is the epoch
+    assert alphas == pytest.approx(want, rel=1e-9)
+    batch = _float_batch()
+    out = m.meta_losses(batch)  # the virtual step uses α of the last epoch
+    theta = dict(m.detector.named_parameters())
+    name = next(n for n, p in theta.items() if p.requires_grad)
+    grad = torch.autograd.grad(out["train_loss"], theta[name], retain_graph=True)[0]
+    expected = theta[name] - want[-1] * grad
+    torch.testing.assert_close(out["virtual"][name], expected)
+    with pytest.raises(Exception, match="alpha_schedule='cosine'"):
+        build_method({**cfg.method, "alpha_schedule": "cosine"}, cfg.backbone)
+
+
+def test_official_preset_runs_at_224():
+    from helpers import compose
+
+    cfg = compose(["method=ltw/official"])
+    assert cfg.backbone.name == "effb4" and cfg.backbone.input_size == 224 and cfg.input.size == 224
+    assert cfg.method.alpha_schedule == "follow_lr" and cfg.trainer.batch_size == 128
+    assert compose(["method=ltw"]).input.size == 224  # EfficientNet-B0's own size

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -84,6 +86,61 @@ def test_random_jpeg_per_run() -> None:
     p = build_perturbation({"name": "random_jpeg", "low": 8, "high": 12, "seed": 3, "per": "run"})
     assert isinstance(p, RandomJpeg)
     assert len({p.quality(k) for k in range(20)}) == 1
+
+
+def _dpl_draws(per: str, seed: int, stream: str, keys: list[int]) -> np.ndarray:
+    """Qualities of DPL's three random-JPEG ranges (rows: images, columns: ranges)."""
+    ranges = ((30, 99), (13, 29), (8, 12))
+    fns = [
+        build_perturbation(
+            {"name": "random_jpeg", "low": lo, "high": hi, "seed": seed, "per": per, "stream": stream}
+        )
+        for lo, hi in ranges
+    ]
+    return np.array([[f.quality(k) for f in fns] for k in keys])
+
+
+def test_random_jpeg_per_image_draws_are_independent_across_images_and_ranges() -> None:
+    keys = [
+        zlib.crc32(f"rgb/FaceForensics++/frames/{v:03d}/{f:03d}.png".encode())
+        for v in range(25)
+        for f in range(8)
+    ]
+    q = _dpl_draws("image", 0, "FF++", keys)
+    assert len(keys) == 200 and len({tuple(r) for r in q}) > 150  # two images of a set differ
+    assert len(set(q[:, 0])) > 40 and set(q[:, 2]) == set(range(8, 13))
+    corr = np.corrcoef(q.T.astype(np.float64))
+    assert np.abs(corr[np.triu_indices(3, 1)]).max() < 0.2  # no range is a function of another
+    # keyed by (seed, set, range, path): the same key in another set or seed draws anew
+    assert not np.array_equal(q, _dpl_draws("image", 0, "CDFv2", keys))
+    assert not np.array_equal(q, _dpl_draws("image", 1, "FF++", keys))
+    assert np.array_equal(q, _dpl_draws("image", 0, "FF++", keys))
+
+
+def test_random_jpeg_per_set_one_quality_per_set_and_range_from_independent_streams() -> None:
+    per_set = np.array([_dpl_draws("set", s, "FF++", [0, 1, 2]) for s in range(200)])
+    assert (per_set == per_set[:, :1]).all()  # one quality for every image of a set
+    q = per_set[:, 0, :].astype(np.float64)  # 200 seeds x 3 ranges
+    corr = np.corrcoef(q.T)
+    assert np.abs(corr[np.triu_indices(3, 1)]).max() < 0.2
+    # the released-code reproduction ("run") shares one stream: its ranges move together
+    run = np.array([_dpl_draws("run", s, "", [0])[0] for s in range(200)]).astype(np.float64)
+    assert np.corrcoef(run.T)[0, 1] > 0.9
+
+
+def test_random_jpeg_records_its_draws() -> None:
+    per_set = build_perturbation(
+        {"name": "random_jpeg", "low": 8, "high": 12, "seed": 2, "per": "set", "stream": "a"}
+    )
+    assert per_set.record([5, 6]) == {"jpeg_low": 8, "jpeg_high": 12, "jpeg_quality": per_set.quality(0)}
+    per_image = build_perturbation(
+        {"name": "random_jpeg", "low": 8, "high": 12, "per": "image", "stream": "a"}
+    )
+    rec = per_image.record(list(range(50)))
+    assert rec["jpeg_quality_min"] == 8 and rec["jpeg_quality_max"] == 12
+    assert rec["jpeg_quality_mean"] == pytest.approx(np.mean([per_image.quality(k) for k in range(50)]))
+    with pytest.raises(ValueError, match="per must be one of"):
+        build_perturbation({"name": "random_jpeg", "low": 8, "high": 12, "per": "video"})
 
 
 def test_registry_is_open() -> None:

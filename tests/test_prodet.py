@@ -217,6 +217,12 @@ def test_official_preset_is_the_released_code():
     augs = [a._target_.split(".")[-1] for a in cfg.augment.train]
     assert augs == ["RGBShift", "HueSaturationValue", "RandomBrightnessContrast", "ImageCompression"]
     assert preset("prodet/official").bridging_active  # no warm-up
+    # the released code also trains the final classifier on the bridged features; DeepfakeBench's 0.5
+    assert m.bridge_detection is True and compose(["method=prodet"]).method.bridge_detection is False
+    for name in ("prodet", "prodet/official"):
+        run = compose([f"method={name}"])
+        assert list(run.input.mean) == [0.5] * 3 and list(run.input.std) == [0.5] * 3
+        assert run.backbone.name == "effb4" and run.input.size == 256
 
 
 def test_without_fb_the_attribute_classifier_sees_4b_not_7b():

@@ -48,3 +48,16 @@ def test_table_spec_matches_the_paper_table(table):
     run = compose([f"experiment=prodet/{table}", "method=prodet"])
     tests = {("FF++" if k == "in_domain" else k) for k, v in run.protocol.test.items() if v is not None}
     assert set(spec.test_sets) == tests
+
+
+def test_table3_sbi_row_is_the_plain_sbi_detector():
+    """Table 3's "SBI" row repeats Table 1's SBI numbers exactly, so it runs Table 1's SBI detector."""
+    t1, t3 = (load_paper_table("prodet", t) for t in ("table1", "table3"))
+    for col in ("FF++", "CDFv1", "CDFv2", "DFDCP"):
+        assert t3.value("SBI", col) == t1.value("SBI", col)
+    cfg = compose(["experiment=prodet/table3"], hydra_keys=True)
+    assert cfg.table_spec.row_map["prodet_sbi"] == "SBI" and "prodet_anchors_s" not in cfg.table_spec.row_map
+    assert str(cfg.hydra.sweeper.params.method).split(",")[0] == "prodet/sbi"
+    run = compose(["experiment=prodet/table3", "method=prodet/sbi"]).method
+    assert run.attribute_classifier == "none" and list(run.anchors) == ["real", "sbi"]
+    assert (run.oriented_weight, run.transition_weight, list(run.bridge)) == (0.0, 0.0, [])

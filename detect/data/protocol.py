@@ -124,7 +124,8 @@ def test_set_name(key: str, spec: Mapping, short: str) -> str:
 
 
 def expand_variants(tests: Mapping[str, SetSpec], variants: Mapping) -> dict[str, SetSpec]:
-    """Each test set once per variant (``<set>@<variant>``, the variant's perturbation, ``group=<set>``)."""
+    """Each test set once per variant (``<set>@<variant>``, the variant's perturbation, ``group=<set>``);
+    a ``random_jpeg`` variant without a ``stream`` gets the set's name as its stream."""
     variants = (
         OmegaConf.to_container(variants, resolve=True) if isinstance(variants, DictConfig) else variants
     )
@@ -136,9 +137,10 @@ def expand_variants(tests: Mapping[str, SetSpec], variants: Mapping) -> dict[str
                 "protocol.test_variants would replace it: drop one of them"
             )
         for vname, pert in variants.items():
-            out[f"{name}@{vname}"] = replace(
-                spec, name=f"{name}@{vname}", perturbation=dict(pert), group=name
-            )
+            pert = dict(pert)
+            if pert.get("name") == "random_jpeg" and not pert.get("stream"):
+                pert["stream"] = name  # each set draws its qualities from its own stream
+            out[f"{name}@{vname}"] = replace(spec, name=f"{name}@{vname}", perturbation=pert, group=name)
     return out
 
 

@@ -5,7 +5,7 @@ calls :func:`check_data_needs` on the training table right after loading it, bef
 or a data loader, and stops with an error naming every missing need, what it means and the dataset that
 lacks it. Evaluation needs none of them: a trained detector scores single frames.
 
-Each need is a check over the sample table's columns (``detect/data/table.py``):
+Each need is a check over the sample table's columns (``detect/data/sample_table.py``):
 
 - ``landmarks``: a landmark file for every real training frame (SBI/CBI blend from real faces);
 - ``masks``: a manipulation-mask file for every fake training frame;

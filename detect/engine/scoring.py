@@ -11,6 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from detect.data.class_checks import limited_table
+from detect.data.datasets import sample_key
 from detect.data.protocol import load_sets, prepare_data, protocol_sets
 from detect.data.transforms import build_pipeline
 from detect.engine.checkpoint import (
@@ -27,6 +28,7 @@ from detect.engine.run_config import absolute_paths
 from detect.engine.runtime import Runtime, cleanup, seed_everything, setup_runtime
 from detect.engine.trust import checkpoint_build_config
 from detect.evaluation.metrics import compute_metrics
+from detect.evaluation.perturbations import build_perturbation
 
 
 def evaluate_sets(
@@ -57,6 +59,7 @@ def evaluate_sets(
             progress=tr.progress,
         )
         metrics[name] = compute_metrics(preds)
+        metrics[name].update(perturbation_record(spec.perturbation, table["path"]))
         if spec.mpd_draws:
             metrics[name]["mpd"] = table_mpd(
                 method,
@@ -75,6 +78,14 @@ def evaluate_sets(
             if logger is not None:
                 logger.log_roc(name, preds["label"].to_numpy(), preds["prob"].to_numpy())
     return {**metrics, **variant_means(test_sets, metrics)}
+
+
+def perturbation_record(perturbation: Mapping | None, paths) -> dict:
+    """What a test set's results record of its perturbation's random draws (e.g. the JPEG qualities a
+    ``random_jpeg`` drew for its frames); empty for fixed perturbations."""
+    pert = build_perturbation(perturbation) if perturbation is not None else None
+    record = getattr(pert, "record", None)
+    return record([sample_key(p) for p in paths]) if callable(record) else {}
 
 
 def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[str, dict]:

@@ -15,7 +15,8 @@ the factory takes the config's parameters (everything but ``name``) as keyword a
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,39 +122,79 @@ def _jpeg(quality: int) -> Perturbation:
     return fn
 
 
+PER_CHOICES = ("sample", "image", "set", "run")
+
+
+def _stream_entropy(*keys: object) -> list[int]:
+    """Stable 32-bit integers for string/int keys (the entropy of an independent random stream)."""
+    return [zlib.crc32(str(k).encode("utf-8")) for k in keys]
+
+
 @dataclass(frozen=True)
 class RandomJpeg:
     """JPEG at a quality drawn uniformly from the integers ``[low, high]``.
 
-    ``per="sample"`` draws one quality per sample from ``(seed, sample_key)``; ``per="run"`` draws one
-    quality for the whole set from ``seed`` (DPL's released test script: one quality per interval).
+    How the quality is drawn (``per``):
+
+    - ``sample``: one quality per image from ``(seed, sample_key)`` (independent of the set);
+    - ``image``: one quality per image from ``(seed, stream, low-high range, sample_key)``, where
+      ``stream`` names the test set (``protocol.test_variants`` fills it in) and the sample key is the
+      CRC of the frame's path (:func:`detect.data.views.sample_key`): two images of a set, and the
+      ranges of one image, get independent qualities;
+    - ``set``: one quality for the whole set from ``(seed, stream, low-high range)``, as DPL's released
+      ``test.py`` draws one quality per range (``random.randint``), but each range from its own stream;
+    - ``run``: one quality from ``seed`` alone, the stream every range shares (kept only to reproduce
+      runs made before ``set`` existed: the ranges' qualities then rise and fall together).
     """
 
     low: int
     high: int
     seed: int = 0
     per: str = "sample"
+    stream: str = ""
+
+    def _rng(self, sample_key: int) -> np.random.Generator:
+        if self.per == "run":
+            return np.random.default_rng(int(self.seed))
+        if self.per == "sample":
+            return sample_rng(self.seed, sample_key)
+        keys = [int(self.seed) & 0xFFFFFFFF, *_stream_entropy(self.stream, f"{self.low}-{self.high}")]
+        if self.per == "image":
+            keys.append(int(sample_key) & 0xFFFFFFFF)
+        return np.random.default_rng(np.random.SeedSequence(keys))
 
     def quality(self, sample_key: int) -> int:
         """The quality this sample gets."""
-        rng = (
-            np.random.default_rng(int(self.seed)) if self.per == "run" else sample_rng(self.seed, sample_key)
-        )
-        return int(rng.integers(self.low, self.high + 1))
+        return int(self._rng(sample_key).integers(self.low, self.high + 1))
+
+    def record(self, sample_keys: Sequence[int]) -> dict[str, Any]:
+        """What a run's results record of the qualities drawn for one set's samples (numbers only): the
+        range, and the set's quality (``set``/``run``) or the mean, min and max of its images' qualities."""
+        qs = np.array([self.quality(k) for k in sample_keys], dtype=np.int64)
+        out: dict[str, Any] = {"jpeg_low": self.low, "jpeg_high": self.high}
+        if self.per in ("set", "run") or not len(qs):
+            out["jpeg_quality"] = int(qs[0]) if len(qs) else self.quality(0)
+        else:
+            out.update(
+                jpeg_quality_mean=float(qs.mean()),
+                jpeg_quality_min=int(qs.min()),
+                jpeg_quality_max=int(qs.max()),
+            )
+        return out
 
     def __call__(self, image: np.ndarray, sample_key: int) -> np.ndarray:
         return jpeg_compress(image, self.quality(sample_key))
 
 
 @register_perturbation("random_jpeg")
-def _random_jpeg(low: int, high: int, seed: int = 0, per: str = "sample") -> Perturbation:
+def _random_jpeg(low: int, high: int, seed: int = 0, per: str = "sample", stream: str = "") -> Perturbation:
     """See :class:`RandomJpeg`."""
     lo, hi = _check_quality(low, "random_jpeg.low"), _check_quality(high, "random_jpeg.high")
     if lo > hi:
         raise ValueError(f"random_jpeg needs low <= high, got low={lo}, high={hi}")
-    if per not in ("sample", "run"):
-        raise ValueError(f"random_jpeg.per must be 'sample' or 'run', got {per!r}")
-    return RandomJpeg(lo, hi, int(seed), per)
+    if per not in PER_CHOICES:
+        raise ValueError(f"random_jpeg.per must be one of {', '.join(PER_CHOICES)}, got {per!r}")
+    return RandomJpeg(lo, hi, int(seed), per, str(stream))
 
 
 # --------------------------------------------------------------------------------------------------

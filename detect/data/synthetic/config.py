@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 """Bump when the generator's output changes for the same parameters (invalidates every cache)."""
 
 
@@ -36,7 +36,7 @@ class SyntheticConfig:
     crf_c23: int = 23
     crf_c40: int = 40
     x264_preset: str = "superfast"
-    standin_videos: int = 16
+    standin_videos: int = 32
     standin_frames: int | None = None
     standins: tuple[str, ...] | None = None
     methods: tuple[str, ...] = ("DF", "F2F", "FS", "NT", "FSh")

@@ -183,7 +183,7 @@ def landmark_swap(
     source_lm: np.ndarray,
     scale: float,
     erode: float = 0.03,
-    feather: float = 0.015,
+    feather: float = 0.008,
 ) -> Fake:
     """FaceSwap-style: warp the source's own frame onto the target's landmarks; colours left unmatched."""
     size = real.shape[0]
@@ -205,7 +205,7 @@ def expression_warp(
     points: tuple[int, ...] = EXPRESSION_POINTS,
     grow: float = 0.08,
     feather: float = 0.04,
-    relight: float = 0.1,
+    relight: float = 0.2,
     seed: int = 0,
 ) -> Fake:
     """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
@@ -237,7 +237,7 @@ def mouth_rerender(
     rendered_lm: np.ndarray,
     scale: float,
     block: int = 8,
-    texture: float = 0.06,
+    texture: float = 0.1,
     grow: float = 0.15,
     feather: float = 0.03,
     seed: int = 0,

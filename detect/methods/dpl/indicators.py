@@ -2,8 +2,9 @@
 
 :class:`StepIndicators` holds the frozen CLIP model(s) outside the detector's parameters (they are not
 trained and not checkpointed), scores normalised detector inputs (VQI: "Good photo." / "Bad photo.";
-FII: "genuine face" / "manipulated face", Eq. 1) and bins the scores into step counts k1 (VQI) and k2
-(FII): by equal-count quantiles of the training set's scores (paper) or by the fixed intervals (code).
+FII: "genuine face." / "manipulated face.", the paper's strings, or ``fii_prompts``, e.g. the code's
+without full stops; Eq. 1) and bins the scores into step counts k1 (VQI) and k2 (FII): by equal-count
+quantiles of the training set's scores (paper) or by the fixed intervals (code).
 
 Training images are scored once through :class:`detect.quality.score_cache.ScoreCache`, keyed by the
 image file and its compression level (the stored compression, or ``<compression>+jpeg<q>`` for a
@@ -59,6 +60,7 @@ class StepIndicators:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         seed: int = 0,
+        fii_prompts: Sequence[str] = FII_PROMPTS,
     ) -> None:
         if binning not in ("quantile", "intervals"):
             raise ValueError(f"method.indicators.binning={binning!r}; use 'quantile' (paper) or 'intervals'")
@@ -70,6 +72,12 @@ class StepIndicators:
         else:
             fii = load_clip(fii_model, fii_checkpoint, allow_random, seed + 1, quick_gelu=quick_gelu)
         self.models = {"vqi": vqi, "fii": fii}
+        self.fii_prompts = tuple(str(p) for p in fii_prompts)
+        if len(self.fii_prompts) != 2:
+            raise ValueError(
+                f"method.indicators.fii_prompts needs two prompts (genuine first, manipulated second), "
+                f"got {list(fii_prompts)}"
+            )
         self.random_init = bool(vqi[1]["random_init"])
         if self.random_init and binning != "quantile":
             binning = "quantile"  # the fixed intervals would put a random CLIP's scores in one bin
@@ -89,7 +97,7 @@ class StepIndicators:
             k: {kk: m[1][kk] for kk in ("model_name", "checkpoint", "image_size")}
             for k, m in self.models.items()
         }
-        desc["prompts"] = [VQI_PROMPTS, FII_PROMPTS]
+        desc["prompts"] = [VQI_PROMPTS, self.fii_prompts]
         desc["input"] = [self.in_mean.flatten().tolist(), self.in_std.flatten().tolist()]
         return hashlib.sha1(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -121,7 +129,7 @@ class StepIndicators:
         self._to(images.device)
         out = []
         embedded: dict[int, torch.Tensor] = {}
-        for kind, prompts in zip(KINDS, (VQI_PROMPTS, FII_PROMPTS), strict=True):
+        for kind, prompts in zip(KINDS, (VQI_PROMPTS, self.fii_prompts), strict=True):
             model, _, tokenizer = self.models[kind]
             if kind not in self._text:
                 self._text[kind] = text_embeddings(model, tokenizer, prompts)
@@ -162,6 +170,7 @@ class StepIndicators:
             "vqi_checkpoint": self.models["vqi"][1]["checkpoint"],
             "fii_model": self.models["fii"][1]["model_name"],
             "fii_checkpoint": self.models["fii"][1]["checkpoint"],
+            "fii_prompts": list(self.fii_prompts),
             "random_init": self.random_init,
             "binning": self.binning,
             "bins": self.state(),

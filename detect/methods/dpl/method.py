@@ -15,13 +15,19 @@ Training runs in two stages (``stage``; the default config runs them as two phas
 * Stage II (Eqs. 4–6): PPO on the policy Φ (window positions drawn from N(μ_t, σ_t)), every other
   parameter and buffer frozen; rewards r_t = c_t − c_{t−1} on the true class.
 
-At evaluation l_t is Φ's mean action once Stage II has trained it, the randomiser's mean (0.5) before
-(the released code draws random positions at test time in Stage I; a fixed one keeps predictions
-deterministic).
+At evaluation l_t is Φ's mean action once Stage II has trained it. Before (Stage I, Table 5's "w/o Train
+Stage II": "only applying random sampling l_t in FSM") the positions are random, as the randomiser's
+(``eval_window: random``, the default): drawn per image from ``(seed, the image's bytes)``, so an image
+gets the same positions in any batch and any run; ``eval_window: fixed`` uses the randomiser's mean 0.5.
+
+Stage II runs ``ppo.epochs`` PPO updates per rollout (default 1, the released code's ``K_epochs``). With
+one update the policy ratio ρ is exactly 1 (the old and the new Φ are the same), so Eq. 4's clip never
+acts and L_REW is a plain policy-gradient term; more epochs let the clip matter.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -89,6 +95,7 @@ class DPL(Method):
         quality_draws: str = "epoch",
         indicators: Mapping | None = None,
         clip_feature: str = "none",
+        eval_window: str = "random",
         data_kind: str = "real",
         cache_dir: str = ".cache",
         seed: int = 0,
@@ -96,6 +103,9 @@ class DPL(Method):
     ) -> None:
         super().__init__()
         self._check(stage, branches, loss, reg_steps, step_predictions, quality_draws, clip_feature)
+        if eval_window not in ("random", "fixed"):
+            raise ValueError(f"method.eval_window={eval_window!r}; use 'random' (paper) or 'fixed' (0.5)")
+        self.eval_window = eval_window
         self.stage, self.branch_names = int(stage), tuple(branches)
         self.backbone = build_backbone(backbone)
         c = self.backbone.num_features
@@ -111,6 +121,9 @@ class DPL(Method):
         )
         self.ppo = {"gamma": 1.0, "normalise": False, "clip": 0.2, "value_weight": 1.0, "entropy_weight": 1.0}
         self.ppo.update(ppo or {})
+        self.ppo_epochs = int(self.ppo.pop("epochs", 1))
+        if self.ppo_epochs < 1:
+            raise ValueError(f"method.ppo.epochs={self.ppo_epochs}: at least one PPO update per rollout")
         self.loss_kind, self.focal_gamma, self.focal_alpha = loss, float(focal_gamma), float(focal_alpha)
         self.reg_weight, self.reg_steps = float(reg_weight), reg_steps
         self.qualities = [None if q is None else (int(q) if np.isscalar(q) else tuple(q)) for q in qualities]
@@ -312,9 +325,23 @@ class DPL(Method):
     def _rollout_steps(self, steps: torch.Tensor) -> int:
         return int(self.effective_steps(steps).max()) if self.branch_names else 1
 
+    def eval_positions(self, images: torch.Tensor, t_max: int) -> torch.Tensor:
+        """Window positions [t_max − 1, N] before Stage II: ``random`` draws each image's positions from
+        ``(seed, CRC of its bytes)`` (the same in any batch; the first t_max − 1 of its n_steps − 1 draws),
+        ``fixed`` gives 0.5."""
+        n = images.shape[0]
+        if self.eval_window == "fixed" or t_max <= 1:
+            return torch.full((max(t_max - 1, 0), n), 0.5, device=images.device)
+        rows = []
+        for img in images.detach().float().cpu().numpy():
+            key = zlib.crc32(np.ascontiguousarray(img).tobytes())
+            draws = np.random.default_rng([self.seed, key]).random(self.n_steps - 1)
+            rows.append(torch.from_numpy(draws[: t_max - 1]).float())
+        return torch.stack(rows, dim=1).to(images.device)
+
     def forward_eval(self, images: torch.Tensor, steps: torch.Tensor) -> dict:
         """The deterministic forward of evaluation: window positions Φ's mean actions once Stage II has
-        trained it, else 0.5 (the randomiser's mean)."""
+        trained it, else :meth:`eval_positions` (random per image, or 0.5)."""
         fmap, clip = self.features(images)
         t_max = self._rollout_steps(steps)
         if bool(self.policy.trained) and t_max > 1:
@@ -325,7 +352,7 @@ class DPL(Method):
                     select_features(maps[-1], window_mask(mu, fmap.shape[1], self.width, self.window_scale))
                 )
         else:
-            maps = self.selected_maps(fmap, torch.full((t_max - 1, fmap.shape[0]), 0.5, device=fmap.device))
+            maps = self.selected_maps(fmap, self.eval_positions(images, t_max).to(fmap.dtype))
         return self.heads(maps, steps, clip)
 
     def test_steps(self, images: torch.Tensor) -> torch.Tensor:
@@ -418,9 +445,11 @@ class DPL(Method):
             ents.append(dist.entropy())
         return torch.stack(logps), torch.stack(values), torch.stack(ents)
 
-    def stage2_losses(self, images: torch.Tensor, labels: torch.Tensor, steps: torch.Tensor) -> dict:
-        """Eqs. 4–6 for one batch: the rollout, returns, and the PPO loss of Φ."""
-        roll = self.rollout(images, labels, steps)
+    def stage2_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, steps: torch.Tensor, roll: dict | None = None
+    ) -> dict:
+        """Eqs. 4–6 for one batch: the rollout (or the given one), returns, and the PPO loss of Φ."""
+        roll = self.rollout(images, labels, steps) if roll is None else roll
         returns = discounted_returns(roll["rewards"], roll["valid"], self.ppo["gamma"], self.ppo["normalise"])
         logp, values, ent = self.policy_terms(roll["states"], roll["actions"])
         terms = ppo_loss(
@@ -449,9 +478,12 @@ class DPL(Method):
             return StepOutput(out["loss"].detach(), logs, per, batch["index"])
         self.policy.trained.fill_(True)
         with ctx.autocast():
-            out = self.stage2_losses(images, labels, steps)
-        ctx.backward(out["loss"])  # one PPO epoch per batch, as the released code (K_epochs = 1)
-        ctx.step(self.optimizer)
+            roll = self.rollout(images, labels, steps)
+        for _ in range(self.ppo_epochs):  # the released code: one PPO epoch per batch (K_epochs = 1)
+            with ctx.autocast():
+                out = self.stage2_losses(images, labels, steps, roll)
+            ctx.backward(out["loss"])
+            ctx.step(self.optimizer)
         logs = {k: out[k].detach() for k in ("reward_loss", "value_loss", "entropy", "reward")}
         return StepOutput(out["loss"].detach(), logs, None, batch["index"])
 

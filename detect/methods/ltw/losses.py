@@ -5,6 +5,9 @@
   (docs/methods/ltw.md, "ICC"), and with no real in the batch there is no centre: the loss is 0.
 - ``sample_losses``: per-sample terms whose mean is L = L_ce + λ·L_icc (Eq. 11), so that the weighted
   training loss T(θ, w) = (1/K) Σ_i p(f_i; w)·L_i of Eq. 1 reduces to Eq. 11 when every weight is 1.
+- ``weighted_terms``: T's per-sample weighted part and its unweighted rest: (L_i, 0) when each sample's
+  ICC contribution is weighted (this project's reading of Eq. 1), (BCE_i, λ·L_icc) when ICC stays
+  unweighted (the released code).
 """
 
 from __future__ import annotations
@@ -45,3 +48,16 @@ def sample_losses(logits: torch.Tensor, labels: torch.Tensor, icc_weight: float)
     if icc_weight == 0:
         return bce
     return bce + icc_weight * len(logits) * icc_terms(logits, labels)
+
+
+def weighted_terms(
+    logits: torch.Tensor, labels: torch.Tensor, icc_weight: float, weight_icc: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(per_sample [K], rest)`` with T(θ, w) = mean_i(p_i·per_sample_i) + rest: ``weight_icc`` puts each
+    sample's ICC contribution under its weight (``sample_losses``, rest 0); otherwise only the BCE is
+    weighted and rest = λ·L_icc (the released code)."""
+    if weight_icc or icc_weight == 0:
+        per = sample_losses(logits, labels, icc_weight)
+        return per, per.new_zeros(())
+    bce = sample_losses(logits, labels, 0.0)
+    return bce, icc_weight * icc_loss(logits, labels)

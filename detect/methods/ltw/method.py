@@ -13,6 +13,17 @@ domain, ``MetaPairDataset``):
 3. updates (Eqs. 4–6): θ by ∇θ[T + β·M(θ'(θ, w))] (second order; ``first_order=true`` drops the θθ Hessian,
    using ∇θ'M), w by ∇w M only — w reaches M through θ', the mixed derivative ∂²T/∂θ∂w, so it learns.
 
+The virtual step's rate α follows the detector optimiser's schedule (``alpha_schedule: follow_lr``:
+α_t = α·lr_t/lr_0, the released code's behaviour and the paper's reading: Sec. 4 gives α = γ = 0.001 "with
+Adam optimizer" and then "a stepLR scheduler (step 5, gamma 0.1)" for them); ``constant`` keeps α fixed
+while the optimiser's rate decays (1000× by epoch 16 with StepLR(5, 0.1)), which weights the meta
+gradient relatively more and more as training goes on.
+
+Readings the paper leaves open (its Eq. 1 weights "the loss" of a sample, Eq. 11 the loss with ICC):
+``weight_icc: true`` puts each sample's ICC contribution under its weight inside T and ``meta_icc: true``
+keeps ICC in M; the released code (``ltw/official``) weights the BCE only (ICC unweighted in T) and uses
+BCE alone in M. The weight network's input is detached in both (the code and Meta-Weight-Net do so).
+
 ``weight_grad=false`` freezes the weight network (the released code computes it under ``no_grad``: the
 ``ltw/official`` preset); ``meta_weight=0`` with a frozen weight network is the w/o-meta-testing ablation.
 """
@@ -36,7 +47,7 @@ from detect.engine.context import StepContext
 from detect.engine.distributed import mean_across_processes
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.ltw.losses import sample_losses
+from detect.methods.ltw.losses import sample_losses, weighted_terms
 from detect.methods.ltw.meta_split import meta_split
 from detect.methods.ltw.weight_net import WeightNetwork
 from detect.models.backbone import build_backbone
@@ -82,6 +93,9 @@ class LTW(Method):
         icc_weight: float = 0.01,
         meta_weight: float = 1.0,
         inner_lr: float = 1e-3,
+        alpha_schedule: str = "follow_lr",
+        weight_icc: bool = True,
+        meta_icc: bool = True,
         first_order: bool = False,
         weighting: bool = True,
         weight_grad: bool = True,
@@ -105,6 +119,13 @@ class LTW(Method):
             )
         if self.beta < 0 or self.alpha < 0:
             raise ValueError("method.meta_weight and method.inner_lr must be >= 0")
+        if alpha_schedule not in ("follow_lr", "constant"):
+            raise ValueError(
+                f"method.alpha_schedule={alpha_schedule!r}; use 'follow_lr' (α scaled with the optimiser's "
+                "schedule) or 'constant'"
+            )
+        self.alpha_schedule = alpha_schedule
+        self.weight_icc, self.meta_icc = bool(weight_icc), bool(meta_icc)
         for p in self.weights.parameters():
             p.requires_grad_(self.weight_grad)
         self.optim_cfg, self.weight_optim_cfg, self.scheduler_cfg = optim, weight_optim, scheduler
@@ -144,6 +165,15 @@ class LTW(Method):
         self.split = (list(state.get("split_train", [])), list(state.get("split_meta", [])))
 
     # -- the step -----------------------------------------------------------------------------------
+    def current_alpha(self) -> float:
+        """α of the virtual step now: ``inner_lr`` scaled by the detector optimiser's lr_t / lr_0
+        (``follow_lr``), or ``inner_lr`` (``constant``, or before the optimiser exists)."""
+        if self.alpha_schedule == "constant" or self.optimizer is None:
+            return self.alpha
+        group = self.optimizer.param_groups[0]
+        base = float(group.get("initial_lr", group["lr"]))
+        return self.alpha * float(group["lr"]) / base if base > 0 else self.alpha
+
     def sample_weights(self, fmap: torch.Tensor) -> torch.Tensor:
         """p(f_i; w) per sample (ones without weighting); the feature map is detached (see the docstring)."""
         if not self.weighting:
@@ -152,18 +182,27 @@ class LTW(Method):
         return w.to(torch.promote_types(w.dtype, torch.float32))
 
     def _meta_train(self, batch: Mapping) -> dict[str, torch.Tensor]:
-        """Meta-training (Eq. 1): per-sample losses L_i, weights p(f_i; w) and T = mean(p_i·L_i)."""
+        """Meta-training (Eq. 1): per-sample losses L_i, weights p(f_i; w) and T = mean(p_i·ℓ_i) + rest,
+        ℓ_i the weighted part of L_i (all of it, or the BCE only: ``weight_icc``)."""
         logits, fmap = self.detector(batch["image"])
         per_sample = sample_losses(logits, batch["label"], self.icc_weight)
+        weighted, rest = weighted_terms(logits, batch["label"], self.icc_weight, self.weight_icc)
         weight = self.sample_weights(fmap)
-        return {"train_loss": (weight * per_sample).mean(), "per_sample": per_sample, "weight": weight}
+        return {
+            "train_loss": (weight * weighted).mean() + rest,
+            "per_sample": per_sample,
+            "weighted": weighted,
+            "rest": rest,
+            "weight": weight,
+        }
 
     def _meta_test(self, params: Mapping[str, torch.Tensor], batch: Mapping) -> torch.Tensor:
         """Meta-testing (Eq. 3): the unweighted loss of the meta batch under ``params`` (θ' and the rest),
         on copies of the buffers so the virtual forward leaves the BatchNorm running statistics alone."""
         buffers = {n: b.clone() for n, b in self.detector.named_buffers()}
         meta_logits, _ = functional_call(self.detector, {**params, **buffers}, (batch["meta_image"],))
-        return sample_losses(meta_logits, batch["meta_label"], self.icc_weight).mean()
+        icc = self.icc_weight if self.meta_icc else 0.0
+        return sample_losses(meta_logits, batch["meta_label"], icc).mean()
 
     def meta_losses(self, batch: Mapping) -> dict[str, torch.Tensor | list]:
         """T, θ' (as a dict of tensors), M(θ') and the per-sample training losses (no optimiser step)."""
@@ -180,8 +219,9 @@ class LTW(Method):
         means = mean_across_processes([grads[i] for i in used], differentiable=True)
         for i, g in zip(used, means, strict=True):
             grads[i] = g
+        alpha = self.current_alpha()
         virtual = {
-            n: params[n] - self.alpha * g if g is not None else params[n]
+            n: params[n] - alpha * g if g is not None else params[n]
             for n, g in zip(names, grads, strict=True)
         }
         out["meta_loss"] = self._meta_test({**params, **virtual}, batch)
@@ -197,11 +237,13 @@ class LTW(Method):
         params = dict(self.detector.named_parameters())
         names = [n for n, p in params.items() if p.requires_grad]
         out: dict = self._meta_train(batch)
-        per_sample, weight = out["per_sample"], out["weight"]
-        g = torch.autograd.grad((weight.detach() * per_sample).mean(), [params[n] for n in names])
+        weighted, weight = out["weighted"], out["weight"]
+        theta_loss = (weight.detach() * weighted).mean() + out["rest"]
+        g = torch.autograd.grad(theta_loss, [params[n] for n in names])
         g = mean_across_processes(g)  # the global batch's ∇θT (θ' is the same on every process)
+        alpha = self.current_alpha()
         virtual = {
-            n: (params[n] - self.alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
+            n: (params[n] - alpha * gi).detach().requires_grad_() for n, gi in zip(names, g, strict=True)
         }
         meta = self._meta_test({**params, **virtual}, batch)
         v = mean_across_processes(torch.autograd.grad(meta, [virtual[n] for n in names]))
@@ -212,8 +254,9 @@ class LTW(Method):
                 dual = {n: fwAD.make_dual(params[n].detach(), vi) for n, vi in zip(names, v, strict=True)}
                 copies = {n: b.clone() for n, b in self.detector.named_buffers()}
                 dual_logits, _ = functional_call(self.detector, {**dual, **copies}, (batch["image"],))
-                slope = fwAD.unpack_dual(sample_losses(dual_logits, batch["label"], self.icc_weight)).tangent
-            out["weight_objective"] = -(self.alpha / len(slope)) * (slope.detach() * weight).sum()
+                dual_terms, _ = weighted_terms(dual_logits, batch["label"], self.icc_weight, self.weight_icc)
+                slope = fwAD.unpack_dual(dual_terms).tangent
+            out["weight_objective"] = -(alpha / len(slope)) * (slope.detach() * weight).sum()
         return out
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
@@ -236,7 +279,7 @@ class LTW(Method):
             with ctx.autocast():
                 out = self.meta_losses(batch)
             # T with the weights as constants: the same value and θ-gradient (f_i is detached at p's input)
-            train_theta = (out["weight"].detach() * out["per_sample"]).mean()
+            train_theta = (out["weight"].detach() * out["weighted"]).mean() + out["rest"]
             if "meta_loss" not in out:
                 ctx.backward(train_theta, inputs=theta)
             elif self.beta > 0:
@@ -248,7 +291,11 @@ class LTW(Method):
                 if w:
                     ctx.backward(out["meta_loss"], inputs=w, retain_graph=True)
                 ctx.backward(train_theta, inputs=theta)
-        logs = {"train_loss": out["train_loss"].detach(), "mean_weight": out["weight"].detach().mean()}
+        logs = {
+            "train_loss": out["train_loss"].detach(),
+            "mean_weight": out["weight"].detach().mean(),
+            "alpha": torch.tensor(self.current_alpha()),
+        }
         if "meta_loss" in out:
             logs["meta_loss"] = out["meta_loss"].detach()
         ctx.step(self.optimizer)
