@@ -307,7 +307,7 @@ def test_ppo_epochs_update_the_policy_that_many_times_per_rollout():
 
 def test_fii_scores_read_the_configured_prompts():
     from detect.methods.dpl.indicators import StepIndicators
-    from detect.quality.indicators import FII_PROMPTS, FII_PROMPTS_CODE, clip_iqa_score, text_embeddings
+    from detect.quality.clip_indicators import FII_PROMPTS, FII_PROMPTS_CODE, clip_iqa_score, text_embeddings
 
     assert FII_PROMPTS == ("genuine face.", "manipulated face.")
     assert FII_PROMPTS_CODE == ("genuine face", "manipulated face")

@@ -301,7 +301,7 @@ def test_basemodel_only_tests(synthetic_cache, tmp_path):
 def test_virtual_step_rate_per_epoch_under_both_schedules(schedule, want):
     from helpers import compose
 
-    from detect.engine.trainer import build_method
+    from detect.engine.method_builder import build_method
 
     cfg = compose(["method=ltw", "+scale=smoke", "backbone.input_size=32"])
     assert cfg.method.alpha_schedule == "follow_lr"  # the default: the paper's StepLR names α with γ

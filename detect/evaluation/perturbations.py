@@ -139,7 +139,7 @@ class RandomJpeg:
     - ``sample``: one quality per image from ``(seed, sample_key)`` (independent of the set);
     - ``image``: one quality per image from ``(seed, stream, low-high range, sample_key)``, where
       ``stream`` names the test set (``protocol.test_variants`` fills it in) and the sample key is the
-      CRC of the frame's path (:func:`detect.data.views.sample_key`): two images of a set, and the
+      CRC of the frame's path (:func:`detect.data.datasets.sample_key`): two images of a set, and the
       ranges of one image, get independent qualities;
     - ``set``: one quality for the whole set from ``(seed, stream, low-high range)``, as DPL's released
       ``test.py`` draws one quality per range (``random.randint``), but each range from its own stream;

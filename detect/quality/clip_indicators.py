@@ -36,7 +36,7 @@ FII_PROMPTS: tuple[str, str] = ("genuine face.", "manipulated face.")
 """The paper's FII prompts (Sec. 3.1 prints ["manipulated face.", "genuine face."]), listed genuine first so
 Eq. 1's first-prompt probability reads P(genuine), the score the bins and the step counts are defined on."""
 FII_PROMPTS_CODE: tuple[str, str] = ("genuine face", "manipulated face")
-"""The released code's FII prompts (no full stops; ``dpl_official``): the full stop changes CLIP's text
+"""The released code's FII prompts (no full stops; ``dpl/official``): the full stop changes CLIP's text
 embedding, so the two choices give different scores."""
 LOGIT_SCALE = 100.0  # Eq. 1 / CLIP-IQA: a fixed temperature of 100, not the model's logit_scale
 CHECKPOINT_KEY = "method.indicators.checkpoint"
