@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 CONF = REPO / "conf"
 
 
@@ -125,3 +126,37 @@ def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
     state = {"config": OmegaConf.to_container(cfg, resolve=True), "method": method.state_dict(), "epoch": 0}
     torch.save(state, path)
     return path
+
+
+def offline_env(base: dict | None = None, **extra: str) -> dict:
+    """The environment of a test's ``train.py``/``eval.py`` subprocess: offline (no hub, W&B offline), one
+    thread, the repository and ``tests/`` importable (the scripted test methods), plus ``extra``."""
+    import os
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
+    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
+    env.update(extra)
+    return env
+
+
+def probe_run_overrides(data: Path, out: Path) -> list[str]:
+    """A seconds-long run: the linear probe of ``tests/scripted.py`` on the tiny FF++ fixture in ``data``,
+    writing under ``out``."""
+    return [
+        "data=real",
+        f"paths.data_dir={data}",
+        f"paths.output_dir={out}",
+        "logger=none",
+        "backbone=tiny",
+        "backbone.input_size=32",
+        "runtime.num_workers=0",
+        "trainer.progress=false",
+        "augment=none",
+        "dataset.manipulations=[DF,F2F]",
+        "protocol.frames.train=4",
+        "method._target_=scripted.LinearProbe",
+        "~method.loss",
+        "~method.focal_gamma",
+        "~method.dropout",
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import offline_env, probe_run_overrides
 
 from detect.engine.checkpoint import load_checkpoint
 
@@ -20,31 +20,11 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
-    return env
+    return offline_env()
 
 
 def _common(data: Path, out: Path) -> list[str]:
-    return [
-        "data=real",
-        f"paths.data_dir={data}",
-        f"paths.output_dir={out}",
-        "logger=none",
-        "backbone=tiny",
-        "backbone.input_size=32",
-        "runtime.num_workers=0",
-        "trainer.progress=false",
-        "augment=none",
-        "dataset.manipulations=[DF,F2F]",
-        "protocol.frames.train=4",
-        "method._target_=scripted.LinearProbe",
-        "~method.loss",
-        "~method.focal_gamma",
-        "~method.dropout",
-        "trainer.epochs=2",
-    ]
+    return [*probe_run_overrides(data, out), "trainer.epochs=2"]
 
 
 def _free_port() -> int:

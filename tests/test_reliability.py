@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import offline_env
 
 from detect.engine import run_dir as run_dir_mod
 from detect.engine.checkpoint import load_checkpoint, require_run_checkpoint
@@ -32,16 +33,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _env(**extra) -> dict:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        WANDB_MODE="offline",
-        NO_ALBUMENTATIONS_UPDATE="1",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=f"{REPO}{os.pathsep}{TESTS}",
-    )
-    env.update(extra)
-    return env
+    return offline_env(**extra)
 
 
 def _data(data: Path, out: Path) -> list[str]:

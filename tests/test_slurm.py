@@ -6,7 +6,6 @@ Skipped, with the reason, where Slurm's packages are missing or the tests do not
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import slurm_cluster
 import torch
+from helpers import offline_env, probe_run_overrides
 
 from detect.engine.checkpoint import load_checkpoint
 
@@ -50,31 +50,12 @@ def slurm(tmp_path_factory):
 
 def _env(cluster=None) -> dict:
     """Offline, one thread; the cluster's SLURM_CONF when given; tests/ importable (scripted methods)."""
-    env = cluster.env() if cluster else dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
-    return env
+    return offline_env(cluster.env() if cluster else None)
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
     """A seconds-long run: the linear probe of tests/scripted.py on the tiny FF++ fixture."""
-    return [
-        "data=real",
-        f"paths.data_dir={data}",
-        f"paths.output_dir={out}",
-        "logger=none",
-        "backbone=tiny",
-        "backbone.input_size=32",
-        "runtime.num_workers=0",
-        "trainer.progress=false",
-        "augment=none",
-        "dataset.manipulations=[DF,F2F]",
-        "protocol.frames.train=4",
-        "method._target_=scripted.LinearProbe",
-        "~method.loss",
-        "~method.focal_gamma",
-        "~method.dropout",
-    ]
+    return probe_run_overrides(data, out)
 
 
 def _sweep(cluster, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
