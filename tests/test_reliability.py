@@ -331,6 +331,8 @@ def test_sigint_prints_one_line_and_keeps_the_last_checkpoint(ff_fixture, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background jobs inherit SIGINT ignored (Python then raises no KeyboardInterrupt): restore
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     last = tmp_path / "runs/i/checkpoints/last.pt"
     try:
