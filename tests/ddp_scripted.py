@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from detect.methods.ltw.method import LTW
+from detect.methods.ltw.ltw_method import LTW
 
 
 def _group_norm(module: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from helpers import compose
 
 from detect.engine.method_builder import build_method
-from detect.methods.dpl.losses import (
+from detect.methods.dpl.dpl_losses import (
     discounted_returns,
     entropy,
     entropy_regulariser,
@@ -19,7 +19,7 @@ from detect.methods.dpl.losses import (
     hard_mask,
     ppo_loss,
 )
-from detect.methods.dpl.modules import AFF, Fusion, ProgressiveBranch, select_features, window_mask
+from detect.methods.dpl.dpl_modules import AFF, Fusion, ProgressiveBranch, select_features, window_mask
 
 # -- losses ------------------------------------------------------------------------------------------
 

@@ -218,6 +218,25 @@ def problems(root: Path) -> list[str]:
     return out
 
 
+PACKAGES = (PACKAGE, "hydra_plugins")
+"""The repository's packages: one module name is one module across all of them."""
+
+
+def shared_names(root: Path) -> dict[str, list[str]]:
+    """``{basename: files}`` for every basename two modules of ``root``'s packages share (``__init__.py``
+    aside), without exception: a method package's modules carry the method's name
+    (``detect/methods/prodet/prodet_losses.py``), never a template name repeated in every package.
+
+    ``scripts/`` and ``tests/`` are no packages: a script is run by its path and may be named after the
+    library module it is the command line of (``scripts/export.py`` for ``detect.inference.export``)."""
+    seen: dict[str, list[str]] = defaultdict(list)
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name != "__init__.py":
+                seen[path.name].append(path.relative_to(root).as_posix())
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
 # -- the project ------------------------------------------------------------------------------------------
 def test_imports_go_down_the_layers_without_cycles() -> None:
     found = problems(ROOT)
@@ -230,20 +249,8 @@ def test_every_module_is_in_a_layer() -> None:
 
 
 def test_no_two_modules_share_a_name() -> None:
-    """One basename, one module (``__init__.py`` aside). The method packages share one template
-    (``<method>/method.py``, ``losses.py``, ``modules.py``): a newcomer adding a method copies its shape, so
-    those names may repeat under ``detect/methods/<method>/`` and nowhere else."""
-    template = {"method.py", "losses.py", "modules.py"}
-    seen: dict[str, list[str]] = defaultdict(list)
-    for path in (ROOT / PACKAGE).rglob("*.py"):
-        rel = path.relative_to(ROOT)
-        if path.name == "__init__.py":
-            continue
-        if path.name in template and rel.parts[:2] == (PACKAGE, "methods") and len(rel.parts) == 4:
-            continue
-        seen[path.name].append(str(rel))
-    shared = {name: paths for name, paths in seen.items() if len(paths) > 1}
-    assert not shared, shared
+    found = shared_names(ROOT)
+    assert not found, found
 
 
 # -- the checker can fail ---------------------------------------------------------------------------------
@@ -312,3 +319,21 @@ def test_a_package_cycle_fails(tmp_path: Path) -> None:
         )
     )
     assert "package import cycle: detect.utils.p <-> detect.utils.q" in found, found
+
+
+def test_a_shared_module_name_fails(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "detect/methods/a/__init__.py": "",
+            "detect/methods/a/losses.py": "",
+            "detect/methods/b/__init__.py": "",
+            "detect/methods/b/losses.py": "",
+            "hydra_plugins/p/__init__.py": "",
+            "hydra_plugins/p/trainer.py": "",
+        },
+    )
+    assert shared_names(root) == {
+        "losses.py": ["detect/methods/a/losses.py", "detect/methods/b/losses.py"],
+        "trainer.py": ["detect/engine/trainer.py", "hydra_plugins/p/trainer.py"],
+    }

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.methods.ltw.losses import icc_loss, sample_losses
+from detect.methods.ltw.ltw_losses import icc_loss, sample_losses
+from detect.methods.ltw.ltw_method import LTW
 from detect.methods.ltw.meta_split import meta_split
-from detect.methods.ltw.method import LTW
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 32, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
@@ -132,7 +132,7 @@ def test_meta_loss_is_unweighted():
 
 
 def test_released_code_readings_icc_unweighted_in_t_and_bce_alone_in_m():
-    from detect.methods.ltw.losses import weighted_terms
+    from detect.methods.ltw.ltw_losses import weighted_terms
 
     batch = _batch()
     paper, code = _model(icc_weight=0.5), _model(icc_weight=0.5, weight_icc=False, meta_icc=False)

@@ -10,7 +10,8 @@ import torch
 from helpers import compose
 
 from detect.engine.method_builder import build_method
-from detect.methods.prodet.losses import (
+from detect.methods.prodet.organisation import ANCHORS, get_organisation
+from detect.methods.prodet.prodet_losses import (
     bridge,
     bridge_ratios,
     detection_loss,
@@ -18,8 +19,7 @@ from detect.methods.prodet.losses import (
     soft_cross_entropy,
     transition_loss,
 )
-from detect.methods.prodet.method import ProDet
-from detect.methods.prodet.organisation import ANCHORS, get_organisation
+from detect.methods.prodet.prodet_method import ProDet
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}

@@ -47,7 +47,7 @@ from detect.engine.context import StepContext
 from detect.engine.distributed import mean_across_processes
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.ltw.losses import sample_losses, weighted_terms
+from detect.methods.ltw.ltw_losses import sample_losses, weighted_terms
 from detect.methods.ltw.meta_split import meta_split
 from detect.methods.ltw.weight_net import WeightNetwork
 from detect.models.backbone import build_backbone

@@ -27,15 +27,20 @@ from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.prodet.losses import (
+from detect.methods.prodet.organisation import ANCHORS, check_anchors, get_organisation
+from detect.methods.prodet.prodet_losses import (
     bridge,
     bridge_ratios,
     detection_loss,
     oriented_loss,
     transition_loss,
 )
-from detect.methods.prodet.modules import AttributeClassifier, ClassifierHead, Projector, TransitionModule
-from detect.methods.prodet.organisation import ANCHORS, check_anchors, get_organisation
+from detect.methods.prodet.prodet_modules import (
+    AttributeClassifier,
+    ClassifierHead,
+    Projector,
+    TransitionModule,
+)
 from detect.models.backbone import build_backbone
 
 

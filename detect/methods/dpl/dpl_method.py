@@ -44,15 +44,15 @@ from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.dpl.indicators import KINDS, StepIndicators
-from detect.methods.dpl.losses import (
+from detect.methods.dpl.dpl_losses import (
     discounted_returns,
     entropy_regulariser,
     focal_loss,
     hard_mask,
     ppo_loss,
 )
-from detect.methods.dpl.modules import Fusion, Policy, ProgressiveBranch, select_features, window_mask
+from detect.methods.dpl.dpl_modules import Fusion, Policy, ProgressiveBranch, select_features, window_mask
+from detect.methods.dpl.indicators import KINDS, StepIndicators
 from detect.models.backbone import build_backbone
 from detect.quality.binning import DESCENDING, QuantileBinner
 from detect.quality.score_cache import ScoreCache
