@@ -4,7 +4,8 @@
     python scripts/export.py ckpt=PATH format=torchscript [dst=model.ts]
 
 The model takes the normalised ``[B, 3, S, S]`` batch and returns P(fake) ``[B]``; ``<dst>.json`` holds
-S, mean and std. ONNX exports are checked against PyTorch under onnxruntime when it is installed.
+S, mean and std. ONNX exports are checked against PyTorch under onnxruntime; ``format=onnx`` needs the
+``onnx`` and ``onnxruntime`` packages (``pip install onnx onnxruntime``; a one-line error says so otherwise).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from detect.inference.export import EXPORT_FORMATS, export
+from detect.inference.export import EXPORT_FORMATS, MissingPackage, export, require_packages
 from detect.inference.load import load_detector
 
 USAGE = "usage: python scripts/export.py ckpt=PATH format=onnx|torchscript [dst=PATH]"
@@ -31,6 +32,12 @@ def main(argv: list[str]) -> int:
         return 2
     suffix = ".onnx" if args["format"] == "onnx" else ".ts"
     dst = Path(args.get("dst") or Path(args["ckpt"]).with_suffix(suffix))
+    if args["format"] == "onnx":
+        try:
+            require_packages("onnx")
+        except MissingPackage as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     detector = load_detector(args["ckpt"], "cpu")
     export(detector, args["format"], dst)
     if args["format"] == "onnx":

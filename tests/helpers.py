@@ -1,6 +1,7 @@
 """What tests share besides fixtures: the repository's paths, a tiny DeepfakeBench-layout dataset writer,
-Hydra composition, one training run in process, and the synthetic benchmark's generation record (filled by
-the ``synthetic_cache`` fixture of ``conftest.py``). Tests import these from here, never from conftest."""
+raw face videos built from a real photo, Hydra composition, one training run in process, and the synthetic
+benchmark's generation record (filled by the ``synthetic_cache`` fixture of ``conftest.py``). Tests import
+these from here, never from conftest."""
 
 from __future__ import annotations
 
@@ -13,6 +14,49 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 CONF = REPO / "conf"
+
+# Raw face videos: a 320x240 window onto scikit-image's astronaut photo (a real face the package ships),
+# shifted and scaled a little per frame, encoded with H.264 by PyAV.
+FACE_VIDEO_W, FACE_VIDEO_H, FACE_VIDEO_FRAMES = 320, 240, 12
+
+
+def face_window(t: int, phase: float) -> tuple[float, float, float]:
+    """Centre (x, y) and scale of frame ``t``'s window onto the astronaut photo."""
+    s = 1.0 + 0.06 * np.sin(t + phase)
+    return 220.0 + 8.0 * np.cos(0.7 * t + phase), 140.0 + 5.0 * np.sin(0.5 * t + phase), s
+
+
+def photo_to_frame(t: int, phase: float) -> np.ndarray:
+    """The 2x3 affine taking photo pixels to frame ``t``'s pixels."""
+    cx, cy, s = face_window(t, phase)
+    w, h = FACE_VIDEO_W, FACE_VIDEO_H
+    return np.array([[1 / s, 0, w / 2 - cx / s], [0, 1 / s, h / 2 - cy / s]])
+
+
+def face_video_frames(phase: float, n: int = FACE_VIDEO_FRAMES) -> list[np.ndarray]:
+    """``n`` RGB frames of the moving window onto the astronaut's face (``phase`` varies the motion)."""
+    import skimage.data
+
+    img = skimage.data.astronaut()
+    size = (FACE_VIDEO_W, FACE_VIDEO_H)
+    return [cv2.warpAffine(img, photo_to_frame(t, phase), size) for t in range(n)]
+
+
+def write_h264(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
+    """RGB frames -> an H.264 MP4 at ``path`` (PyAV's libx264, CRF 18), parent folders created."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18", "preset": "ultrafast"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
 
 
 def write_ff_fixture(

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import skimage.data
 import torch
-from helpers import save_random_checkpoint
+from helpers import face_video_frames, save_random_checkpoint
 
 from detect.data.preprocess.face_detection import Detection
 from detect.inference.aggregate import aggregate_scores
@@ -188,3 +188,40 @@ def test_sources_folders_globs_and_missing(tmp_path: Path) -> None:
     assert [Path(s.path).name for s in find_sources(str(tmp_path / "a" / "*.mp4"))] == ["x.mp4"]
     with pytest.raises(FileNotFoundError, match="nope"):
         find_sources(tmp_path / "nope")
+
+
+def test_visualize_cam_draws_a_heat_map_inside_the_face_box(ckpt: Path, tmp_path: Path) -> None:
+    """``visualize_cam=true``: the PNG differs from the boxes-only one inside the face box and nowhere
+    outside the face's crop; the Grad-CAM maps are finite in [0, 1] and leave the weights' gradients alone;
+    without the flag the PNG is exactly the boxes and scores drawn on the frame."""
+    from detect.inference.class_activation import heat_maps
+    from detect.inference.visualize import annotate
+
+    frame = face_video_frames(0.0, 1)[0]
+    image = tmp_path / "in" / "astronaut.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    drawn = {}
+    for flag in ("false", "true"):
+        out = tmp_path / f"cam_{flag}"
+        proc = run_predict_script(
+            f"ckpt={ckpt}", f"input={image}", f"out_dir={out}", "visualize=true", f"visualize_cam={flag}"
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (png,) = (out / "visualized").glob("*.png")
+        drawn[flag] = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB).astype(np.int16)
+    faces = pd.read_csv(tmp_path / "cam_true" / "predictions.csv")
+    assert len(faces) == 1
+    np.testing.assert_array_equal(drawn["false"], annotate(frame, faces))  # without the flag: boxes only
+    x0, y0, x1, y1 = (int(round(v)) for v in faces.iloc[0][["x0", "y0", "x1", "y1"]])
+    diff = np.abs(drawn["true"] - drawn["false"]).sum(-1)
+    assert diff[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].mean() > 20  # the heat map is blended in over the face
+    grown = 0.5 * max(x1 - x0, y1 - y0)  # the crop is 1.3x the box: nothing changes beyond that
+    far = np.ones(diff.shape, bool)
+    far[max(0, int(y0 - grown)) : int(y1 + grown), max(0, int(x0 - grown)) : int(x1 + grown)] = False
+    assert far.any() and (diff[far] == 0).all()
+    det = load_detector(ckpt)
+    crop = cv2.resize(frame[y0:y1, x0:x1], (64, 64))
+    (heat,) = heat_maps(det.method, det.pipeline, [crop])
+    assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+    assert all(p.grad is None for p in det.method.parameters()) and not det.method.training

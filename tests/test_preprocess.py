@@ -12,11 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+from helpers import (
+    FACE_VIDEO_FRAMES,
+    FACE_VIDEO_H,
+    FACE_VIDEO_W,
+    face_video_frames,
+    face_window,
+    photo_to_frame,
+    write_h264,
+)
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -43,10 +51,10 @@ from detect.data.preprocess.video import VideoReadError, read_sampled, sample_in
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
-N_VIDEO_FRAMES = 12
+N_VIDEO_FRAMES = FACE_VIDEO_FRAMES
 NUM_FRAMES = 8
 EXPECTED_FRAMES = [0, 1, 3, 4, 6, 7, 9, 11]  # floor(linspace(0, 11, 8))
-W, H = 320, 240
+W, H = FACE_VIDEO_W, FACE_VIDEO_H
 # In the 512x512 astronaut photo: the 68 landmarks' centroid, the eyes' and the mouth's mean height.
 FACE_CENTRE = np.array([224.0, 127.0])
 EYES_Y, MOUTH_Y = 103.0, 145.5
@@ -55,43 +63,14 @@ EYES_Y, MOUTH_Y = 103.0, 145.5
 # ---------------------------------------------------------------- synthetic raw data
 
 
-def _window(t: int, phase: float) -> tuple[float, float, float]:
-    """Centre (x, y) and scale of frame t's window onto the photo."""
-    s = 1.0 + 0.06 * np.sin(t + phase)
-    return 220.0 + 8.0 * np.cos(0.7 * t + phase), 140.0 + 5.0 * np.sin(0.5 * t + phase), s
-
-
-def _photo_to_frame(t: int, phase: float) -> np.ndarray:
-    cx, cy, s = _window(t, phase)
-    return np.array([[1 / s, 0, W / 2 - cx / s], [0, 1 / s, H / 2 - cy / s]])
-
-
-def _face_frames(phase: float) -> list[np.ndarray]:
-    img = skimage.data.astronaut()
-    return [cv2.warpAffine(img, _photo_to_frame(t, phase), (W, H)) for t in range(N_VIDEO_FRAMES)]
-
-
 def _mask_frames(phase: float) -> list[np.ndarray]:
     out = []
     for t in range(N_VIDEO_FRAMES):
         m = np.zeros((H, W, 3), np.uint8)
-        cx, cy = apply_affine(_photo_to_frame(t, phase), FACE_CENTRE[None])[0]
+        cx, cy = apply_affine(photo_to_frame(t, phase), FACE_CENTRE[None])[0]
         cv2.ellipse(m, (int(cx), int(cy)), (35, 45), 0, 0, 360, (255, 255, 255), -1)
         out.append(m)
     return out
-
-
-def _write_video(path: Path, frames: list[np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=12)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +79,12 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("raw")
     ff = root / "FaceForensics++"
     real = ff / "original_sequences" / "youtube" / "c23" / "videos"
-    _write_video(real / "000.mp4", _face_frames(0.0))
-    _write_video(real / "001.mp4", [np.full((H, W, 3), (90, 140, 60), np.uint8)] * N_VIDEO_FRAMES)
+    write_h264(real / "000.mp4", face_video_frames(0.0))
+    write_h264(real / "001.mp4", [np.full((H, W, 3), (90, 140, 60), np.uint8)] * N_VIDEO_FRAMES)
     (real / "002.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     fake = ff / "manipulated_sequences" / "Deepfakes"
-    _write_video(fake / "c23" / "videos" / "000_001.mp4", _face_frames(1.0))
-    _write_video(fake / "masks" / "videos" / "000_001.mp4", _mask_frames(1.0))
+    write_h264(fake / "c23" / "videos" / "000_001.mp4", face_video_frames(1.0))
+    write_h264(fake / "masks" / "videos" / "000_001.mp4", _mask_frames(1.0))
     splits = root / "splits"
     splits.mkdir()
     for name, pairs in (("train", [["000", "001"]]), ("val", [["002", "003"]]), ("test", [["004", "005"]])):
@@ -235,10 +214,10 @@ def test_landmarks_fall_on_the_face(run1) -> None:
             pad = 0.2 * (x1 - x0)
             assert (pts[:, 0] > x0 - pad).all() and (pts[:, 0] < x1 + pad).all()
             assert (pts[:, 1] > y0 - pad).all() and (pts[:, 1] < y1 + pad).all()
-            to_frame = _photo_to_frame(int(name), phase)
+            to_frame = photo_to_frame(int(name), phase)
             centre = apply_affine(to_frame, FACE_CENTRE[None])[0]
             assert np.linalg.norm(pts.mean(0) - centre) < 8.0
-            s = _window(int(name), phase)[2]
+            s = face_window(int(name), phase)[2]
             assert abs(pts[36:48, 1].mean() - apply_affine(to_frame, [[0, EYES_Y]])[0, 1]) < 8.0 / s
             assert abs(pts[48:68, 1].mean() - apply_affine(to_frame, [[0, MOUTH_Y]])[0, 1]) < 8.0 / s
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import offline_env
+from helpers import face_video_frames, offline_env, write_h264
 
 from detect.engine import run_dir as run_dir_mod
 from detect.engine.checkpoint import load_checkpoint, require_run_checkpoint
@@ -535,11 +535,9 @@ def test_test_list_videos_missing_from_the_index_are_listed(tmp_path, caplog):
 def test_readme_folders_preprocessing_command_runs_as_written(tmp_path):
     """README: ``python scripts/preprocess.py dataset=<option> input_dir=... folders='{real: X_real, fake:
     X_fake}'`` (it failed with "Key 'real' is not in struct")."""
-    from test_preprocess import _face_frames, _write_video
-
     raw = tmp_path / "raw"
-    _write_video(raw / "real" / "a.mp4", _face_frames(0.0))
-    _write_video(raw / "fake" / "b.mp4", _face_frames(1.0))
+    write_h264(raw / "real" / "a.mp4", face_video_frames(0.0))
+    write_h264(raw / "fake" / "b.mp4", face_video_frames(1.0))
     proc = _cli(
         "scripts/preprocess.py",
         [

@@ -7,6 +7,7 @@ pipeline's size, mean and std are written beside the model as ``<dst>.json``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,25 @@ from detect.inference.load import LoadedDetector
 from detect.utils.io import atomic_write, atomic_write_text
 
 EXPORT_FORMATS = ("onnx", "torchscript")
+#: what ``format=onnx`` needs: ``onnx`` to write the model, ``onnxruntime`` for scripts/export.py's check
+ONNX_PACKAGES = ("onnx", "onnxruntime")
+ONNX_INSTALL = "pip install onnx onnxruntime"
+
+
+class MissingPackage(ImportError):
+    """An optional package an export format needs is not installed; the message says what to install."""
+
+
+def require_packages(fmt: str, names: tuple[str, ...] = ONNX_PACKAGES) -> None:
+    """Raise :class:`MissingPackage` naming each of ``names`` that cannot be imported (``format=fmt``)."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingPackage(f"format={fmt} needs {' and '.join(missing)}, not installed: {ONNX_INSTALL}")
 
 
 class ProbabilityModel(nn.Module):
@@ -40,6 +60,8 @@ def export(detector: LoadedDetector, fmt: str, dst: str | os.PathLike, opset: in
     """Write ``dst`` (ONNX or TorchScript) and ``dst.json`` (input size, mean, std); returns ``dst``."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format={fmt!r}; use one of {EXPORT_FORMATS}")
+    if fmt == "onnx":
+        require_packages(fmt, ("onnx",))
     model = ProbabilityModel(detector.method.float().cpu()).eval()
     x = example_input(detector)
     dst = Path(dst)

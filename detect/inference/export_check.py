@@ -16,7 +16,7 @@ def onnx_max_abs_diff(detector: LoadedDetector, path: str | os.PathLike, batch: 
     try:
         import onnxruntime as ort
     except ImportError as err:
-        raise ImportError("the ONNX check needs onnxruntime: pip install onnxruntime") from err
+        raise ImportError("the ONNX check needs onnxruntime: pip install onnx onnxruntime") from err
     s = detector.input_size
     x = torch.randn(batch, 3, s, s, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

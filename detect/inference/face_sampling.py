@@ -35,6 +35,7 @@ class Face:
     face: int  # track id with faces=all, 0 otherwise
     box: tuple[float, float, float, float]
     crop: np.ndarray
+    matrix: np.ndarray | None = None  # 2x3 affine frame -> crop pixels (None with faces=crops)
 
 
 @dataclass
@@ -139,4 +140,4 @@ def faces_of(sampled: SampledInput, mode: str, crop: FaceCrop, models: FaceModel
             else:
                 landmarks = models.predictor.predict(rgb, det.box) if crop.mode == "align" else None
                 matrix = crop_matrix(crop.mode, det.box, landmarks, crop.scale, crop.size)
-            yield Face(number, track, det.box, warp(rgb, matrix, crop.size))
+            yield Face(number, track, det.box, warp(rgb, matrix, crop.size), matrix)

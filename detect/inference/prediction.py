@@ -4,7 +4,8 @@ Outputs in ``out_dir``: ``predictions.csv`` (one row per face: path, frame, face
 ``videos.csv`` (one row per scored input: path, kind, score, n_frames, n_faces, n_frames_with_face,
 aggregate), ``failures.csv`` (every input that was unreadable or had no face: path, reason, detail;
 always written, empty when nothing failed), ``summary.json``, and with ``visualize=true`` an annotated
-MP4 per video and PNG per image under ``visualized/``. A failing input never stops the others.
+MP4 per video and PNG per image under ``visualized/`` (``visualize_cam=true`` adds each face's Grad-CAM
+heat map, :mod:`detect.inference.class_activation`). A failing input never stops the others.
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ def predict_sources(
     mode = str(cfg.faces)
     if mode not in FACE_MODES:
         raise ValueError(f"faces={mode!r}; use one of {FACE_MODES}")
+    cam = bool(cfg.get("visualize_cam", False))
+    if cam and visualize_dir is None:
+        raise ValueError("visualize_cam=true draws on the annotated outputs: add visualize=true")
     models = None if mode == "crops" else build_face_models(face_models_config(cfg.detector))
     scorer = BatchScorer(detector.method, detector.pipeline, runtime, int(cfg.batch_size))
     rows: list[dict] = []
-    per_input: list[tuple[Source, int, list[dict], dict]] = []
+    per_input: list[tuple[Source, int, list[dict], dict, list]] = []
     failures: list[dict] = []
     t_faces = 0.0
     t0 = time.perf_counter()
@@ -88,6 +92,7 @@ def predict_sources(
             failures.append({"path": source.path, "reason": "unreadable", "detail": str(err)})
             continue
         mine: list[dict] = []
+        kept: list[tuple] = []  # (crop, matrix) per face, for the heat maps
         for face in faces_of(sampled, mode, detector.crop, models):
             x0, y0, x1, y1 = face.box
             row = {"path": source.path, "frame": face.frame, "face": face.face}
@@ -95,6 +100,8 @@ def predict_sources(
             rows.append(row)
             mine.append(row)
             scorer.add(face.crop, lambda p, row=row: row.__setitem__("score", p))
+            if cam:
+                kept.append((face.crop, face.matrix))
         t_faces += time.perf_counter() - t
         if not mine:
             failures.append(
@@ -106,12 +113,12 @@ def predict_sources(
             )
             continue
         frames = sampled.frames if visualize_dir is not None else {}
-        per_input.append((source, len(sampled.frames), mine, frames))
+        per_input.append((source, len(sampled.frames), mine, frames, kept))
     scorer.flush()
     wall = time.perf_counter() - t0
     faces = pd.DataFrame(rows, columns=FACE_COLUMNS)
     videos = []
-    for source, n_frames, mine, frames in per_input:
+    for source, n_frames, mine, frames, kept in per_input:
         table = pd.DataFrame(mine, columns=FACE_COLUMNS)
         videos.append(
             {
@@ -127,7 +134,16 @@ def predict_sources(
         if visualize_dir is not None:
             from detect.inference.visualize import write_annotated
 
-            write_annotated(source, frames, table, visualize_dir, float(cfg.get("visualize_fps", 4)))
+            heats = None
+            if cam:
+                from detect.inference.class_activation import heat_maps
+
+                maps = heat_maps(
+                    detector.method, detector.pipeline, [c for c, _ in kept], int(cfg.batch_size)
+                )
+                heats = [(m, matrix) for m, (_, matrix) in zip(maps, kept, strict=True)]
+            fps = float(cfg.get("visualize_fps", 4))
+            write_annotated(source, frames, table, visualize_dir, fps, heats)
     result = PredictResult(
         faces,
         pd.DataFrame(videos, columns=VIDEO_COLUMNS),

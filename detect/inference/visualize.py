@@ -1,5 +1,7 @@
 """Annotated outputs of ``predict.py`` (``visualize=true``): each sampled frame with its face boxes and
-P(fake) drawn on it, as an MP4 per video (H.264 through PyAV) and a PNG per image."""
+P(fake) drawn on it, as an MP4 per video (H.264 through PyAV) and a PNG per image; with
+``visualize_cam=true`` each face's Grad-CAM heat map is blended in under the box
+(:mod:`detect.inference.class_activation`)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,15 @@ def _colour(score: float) -> tuple[int, int, int]:
     return int(255 * s), int(255 * (1 - s)), 0
 
 
-def annotate(frame: np.ndarray, faces: pd.DataFrame) -> np.ndarray:
-    """A copy of ``frame`` (RGB) with each face row's box and score."""
+def annotate(frame: np.ndarray, faces: pd.DataFrame, heats: list | None = None) -> np.ndarray:
+    """A copy of ``frame`` (RGB) with each face row's box and score, over its heat map when ``heats``
+    (``(map, matrix)`` per row, in the rows' order) is given."""
     out = frame.copy()
+    if heats is not None:
+        from detect.inference.class_activation import overlay
+
+        for r, (heat, matrix) in zip(faces.itertuples(), heats, strict=True):
+            out = overlay(out, heat, matrix, (r.x0, r.y0, r.x1, r.y1))
     thick = max(1, round(max(frame.shape[:2]) / 300))
     for r in faces.itertuples():
         c = _colour(r.score)
@@ -55,10 +63,20 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 def write_annotated(
-    source: Source, frames: dict[int, np.ndarray], faces: pd.DataFrame, out_dir: Path, fps: float = 4.0
+    source: Source,
+    frames: dict[int, np.ndarray],
+    faces: pd.DataFrame,
+    out_dir: Path,
+    fps: float = 4.0,
+    heats: list | None = None,
 ) -> Path:
-    """Write ``source``'s annotated frames; returns the file written."""
-    drawn = [annotate(frames[n], faces[faces["frame"] == n]) for n in sorted(frames)]
+    """Write ``source``'s annotated frames; returns the file written. ``heats``: ``(map, matrix)`` per row
+    of ``faces`` (heat maps drawn under the boxes), or None."""
+    faces = faces.reset_index(drop=True)
+    drawn = []
+    for n in sorted(frames):
+        rows = faces[faces["frame"] == n]
+        drawn.append(annotate(frames[n], rows, None if heats is None else [heats[i] for i in rows.index]))
     if source.kind == "image":
         path = out_dir / _output_name(source, ".png")
         path.parent.mkdir(parents=True, exist_ok=True)
