@@ -204,3 +204,72 @@ def probe_run_overrides(data: Path, out: Path) -> list[str]:
         "~method.focal_gamma",
         "~method.dropout",
     ]
+
+
+#: The runtime config group's keys (``conf/runtime/default.yaml``) for in-process runtimes in tests.
+RUNTIME_DEFAULTS = {
+    "device": "auto",
+    "precision": "fp32",
+    "channels_last": False,
+    "num_workers": 0,
+    "pin_memory": "auto",
+    "threads": None,
+    "distributed": "auto",
+    "backend": "auto",
+    "sync_bn": False,
+    "deterministic": False,
+}
+
+#: Puts ``tests/conf`` (test-only config options) on Hydra's search path.
+TEST_SEARCHPATH = f"hydra.searchpath=[file://{TESTS / 'conf'}]"
+
+#: The linear probe of ``tests/scripted.py`` in place of the baseline (drops the baseline's own keys).
+PROBE_METHOD = [
+    "method._target_=scripted.LinearProbe",
+    "~method.loss",
+    "~method.focal_gamma",
+    "~method.dropout",
+]
+
+
+def cpu_step_context():
+    """A single-process CPU :class:`StepContext` for one ``fit_step`` in a unit test."""
+    from omegaconf import OmegaConf
+
+    from detect.engine.context import StepContext
+    from detect.engine.runtime import setup_runtime
+
+    return StepContext(setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "device": "cpu"})))
+
+
+def engine_cfg(data_root: Path, out: Path, extra: list[str] = ()):
+    """The training config of the engine tests: the tiny FF++ fixture, the tiny backbone at 32 px."""
+    return compose(
+        [
+            "data=real",
+            f"paths.data_dir={data_root}",
+            f"paths.output_dir={out}",
+            f"paths.cache_dir={out}/cache",
+            "backbone=tiny",
+            "backbone.input_size=32",
+            "logger=none",
+            "runtime.num_workers=0",
+            "trainer.progress=false",
+            "trainer.batch_size=8",
+            "trainer.eval_batch_size=32",
+            "dataset.manipulations=[DF,F2F]",
+            "protocol.frames.train=4",
+            "protocol.frames.val=10",
+            "protocol.frames.test=10",
+            *extra,
+        ]
+    )
+
+
+def fit_trainer(cfg, run_dir: Path):
+    """Set up and fit a :class:`Trainer` in this process; returns it and its results."""
+    from detect.engine.trainer import Trainer
+
+    tr = Trainer(cfg, run_dir)
+    tr.setup()
+    return tr, tr.fit()

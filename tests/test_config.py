@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from helpers import CONF, compose
+from helpers import CONF, TEST_SEARCHPATH, compose
 from omegaconf import OmegaConf
-
-TEST_CONF = Path(__file__).parent / "conf"
-SEARCH = f"hydra.searchpath=[file://{TEST_CONF}]"
 
 
 def test_default_composition():
@@ -24,15 +19,15 @@ def test_method_config_is_not_overridden_by_global_defaults():
     explicit: global defaults < the method's recipe < experiment < scale < command line."""
     base = compose([])
     assert base.trainer.epochs == 5 and base.protocol.frames.train == 8  # global defaults
-    cfg = compose([SEARCH, "method=paper_like"])
+    cfg = compose([TEST_SEARCHPATH, "method=paper_like"])
     # the method's recipe wins over the defaults
     assert cfg.trainer.epochs == 20 and cfg.trainer.batch_size == 24
     assert cfg.protocol.frames.train == 32 and cfg.protocol.frames.test == 8  # only what it sets
     assert cfg.method.optim.lr == 0.1
-    cli = compose([SEARCH, "method=paper_like", "trainer.epochs=2", "protocol=cross_dataset"])
+    cli = compose([TEST_SEARCHPATH, "method=paper_like", "trainer.epochs=2", "protocol=cross_dataset"])
     assert cli.trainer.epochs == 2  # the command line wins over the method
     assert cli.protocol.frames.train == 32  # the method's frames survive another protocol choice
-    smoke = compose([SEARCH, "method=paper_like", "+scale=smoke"])
+    smoke = compose([TEST_SEARCHPATH, "method=paper_like", "+scale=smoke"])
     assert smoke.trainer.epochs == 2 and smoke.backbone.name == "tiny"  # scale beats the method
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import compose
+from helpers import compose, cpu_step_context
 
 from detect.engine.method_builder import build_method
 from detect.methods.dpl.dpl_losses import (
@@ -173,16 +173,6 @@ def _dpl(name: str = "dpl", stage: int = 1, **overrides):
     return build_method(method_cfg, cfg.backbone), cfg
 
 
-def _ctx():
-    from omegaconf import OmegaConf
-    from test_runtime import BASE
-
-    from detect.engine.context import StepContext
-    from detect.engine.runtime import setup_runtime
-
-    return StepContext(setup_runtime(OmegaConf.create({**BASE, "device": "cpu"})))
-
-
 def _batch(method, b: int = 4, q: int = 4, size: int = 32) -> dict:
     g = torch.Generator().manual_seed(1)
     if method.indicators is not None and not bool(method.bins_fitted):
@@ -202,7 +192,7 @@ def test_stage2_freezes_everything_but_the_policy():
     assert not any(m.training for n, m in method.named_modules() if n and not n.startswith("policy"))
     batch = _batch(method)  # (fits the quantile bins, a buffer, first: that is not Stage II's doing)
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    ctx = _ctx()
+    ctx = cpu_step_context()
     for _ in range(3):
         method.fit_step(batch, ctx)
     after = method.state_dict()
@@ -220,7 +210,7 @@ def test_stage1_trains_the_detector_not_the_policy():
     method.configure_optimizers(1, 4)
     method.train()
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    out = method.fit_step(_batch(method), _ctx())
+    out = method.fit_step(_batch(method), cpu_step_context())
     assert set(out.logs) == {"focal", "reg"} and out.sample_losses.shape == (4,)
     after = method.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("policy."))
@@ -291,7 +281,7 @@ def _count_ppo_calls(epochs: int) -> tuple[int, int]:
     calls: list[str] = []
     original = method.rollout
     method.rollout = lambda *a, **k: calls.append("roll") or original(*a, **k)
-    ctx = _ctx()
+    ctx = cpu_step_context()
     real_step = ctx.step
     ctx.step = lambda opt, *a, **k: calls.append("step") or real_step(opt, *a, **k)
     method.fit_step(batch, ctx)
@@ -456,7 +446,7 @@ def test_preset_effects(name, check):
     assert check(method, cfg)
     method.configure_optimizers(1, 4)
     method.train()
-    out = method.fit_step(_batch(method), _ctx())
+    out = method.fit_step(_batch(method), cpu_step_context())
     assert torch.isfinite(out.loss)
     method.eval()
     p = method.predict(torch.randn(2, 3, 32, 32))

@@ -9,55 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose
+from helpers import PROBE_METHOD, TEST_SEARCHPATH, engine_cfg, fit_trainer
 
 from detect.engine.checkpoint import load_checkpoint, save_checkpoint
 from detect.engine.trainer import Trainer
 
-PROBE = [
-    "method._target_=scripted.LinearProbe",
-    "~method.loss",
-    "~method.focal_gamma",
-    "~method.dropout",
-]
-
-
-def make_cfg(data_root: Path, out: Path, extra: list[str] = ()):
-    return compose(
-        [
-            "data=real",
-            f"paths.data_dir={data_root}",
-            f"paths.output_dir={out}",
-            f"paths.cache_dir={out}/cache",
-            "backbone=tiny",
-            "backbone.input_size=32",
-            "logger=none",
-            "runtime.num_workers=0",
-            "trainer.progress=false",
-            "trainer.batch_size=8",
-            "trainer.eval_batch_size=32",
-            "dataset.manipulations=[DF,F2F]",
-            "protocol.frames.train=4",
-            "protocol.frames.val=10",
-            "protocol.frames.test=10",
-            *extra,
-        ]
-    )
-
-
-def run(cfg, run_dir: Path) -> tuple[Trainer, dict]:
-    tr = Trainer(cfg, run_dir)
-    tr.setup()
-    return tr, tr.fit()
-
 
 @pytest.mark.e2e
 def test_lr_schedule_per_epoch(ff_fixture, tmp_path):
-    cfg = make_cfg(
+    cfg = engine_cfg(
         ff_fixture,
         tmp_path,
         [
-            *PROBE,
+            *PROBE_METHOD,
             "trainer.epochs=3",
             "method.optim.lr=0.1",
             "method.scheduler.name=step",
@@ -66,17 +30,17 @@ def test_lr_schedule_per_epoch(ff_fixture, tmp_path):
             "method.scheduler.interval=epoch",
         ],
     )
-    tr, _ = run(cfg, tmp_path / "run")
+    tr, _ = fit_trainer(cfg, tmp_path / "run")
     assert tr.specs[0].optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
 
 @pytest.mark.e2e
 def test_lr_schedule_per_step(ff_fixture, tmp_path):
-    cfg = make_cfg(
+    cfg = engine_cfg(
         ff_fixture,
         tmp_path,
         [
-            *PROBE,
+            *PROBE_METHOD,
             "trainer.epochs=2",
             "method.optim.lr=0.1",
             "method.scheduler.name=cosine",
@@ -105,20 +69,20 @@ def test_resume_equals_straight_run(ff_fixture, tmp_path):
     the tiny backbone (BatchNorm), augmentations, shuffling and a per-step schedule included."""
     base = ["trainer.epochs=2", "method.scheduler.interval=step"]
     straight = tmp_path / "straight"
-    run(make_cfg(ff_fixture, tmp_path, base), straight)
+    fit_trainer(engine_cfg(ff_fixture, tmp_path, base), straight)
     split = tmp_path / "split"
-    first = Trainer(make_cfg(ff_fixture, tmp_path, base), split)
+    first = Trainer(engine_cfg(ff_fixture, tmp_path, base), split)
     first.setup()
     first.cfg.trainer.max_steps = first.steps_per_epoch  # stops after epoch 1, as a preempted job would
     first.fit()
     assert load_checkpoint(split / "checkpoints" / "last.pt")["epoch"] == 1
-    second, _ = run(make_cfg(ff_fixture, tmp_path, [*base, "resume=auto"]), split)
+    second, _ = fit_trainer(engine_cfg(ff_fixture, tmp_path, [*base, "resume=auto"]), split)
     assert second.start_epoch == 1
     a, b = _weights(straight), _weights(split)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    fresh, _ = run(make_cfg(ff_fixture, tmp_path, [*base, "seed=1"]), tmp_path / "other_seed")
+    fresh, _ = fit_trainer(engine_cfg(ff_fixture, tmp_path, [*base, "seed=1"]), tmp_path / "other_seed")
     assert any(not torch.equal(a[k], _weights(tmp_path / "other_seed")[k]) for k in a)
 
 
@@ -134,8 +98,8 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
         "trainer.epochs=4",
         "+method.salt=5",
     ]
-    cfg = make_cfg(ff_fixture, tmp_path, extra)
-    tr, res = run(cfg, tmp_path / "run")
+    cfg = engine_cfg(ff_fixture, tmp_path, extra)
+    tr, res = fit_trainer(cfg, tmp_path / "run")
     val = [h["val_frame_auc"] for h in res["val_history"]]
     val_best = max(range(len(val)), key=lambda i: val[i]) + 1
     assert res["best_epoch"] == val_best
@@ -159,7 +123,7 @@ def test_selection_uses_validation_only(ff_fixture, tmp_path):
 
 @pytest.mark.e2e
 def test_nan_loss_names_step_and_samples(ff_fixture, tmp_path):
-    cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "+method.nan_at_step=2", "trainer.epochs=1"])
+    cfg = engine_cfg(ff_fixture, tmp_path, [*PROBE_METHOD, "+method.nan_at_step=2", "trainer.epochs=1"])
     tr = Trainer(cfg, tmp_path / "run")
     tr.setup()
     with pytest.raises(FloatingPointError, match=r"step 2.*FaceForensics\+\+.*\.png"):
@@ -193,11 +157,12 @@ def test_checkpoints_atomic_and_weights_only(tmp_path):
 
 @pytest.mark.e2e
 def test_phases_run_in_order_and_chain_checkpoints(ff_fixture, tmp_path):
-    from test_config import SEARCH
 
     from detect.engine.trainer import train
 
-    cfg = make_cfg(ff_fixture, tmp_path, [SEARCH, "experiment=two_phase", *PROBE, "trainer.epochs=2"])
+    cfg = engine_cfg(
+        ff_fixture, tmp_path, [TEST_SEARCHPATH, "experiment=two_phase", *PROBE_METHOD, "trainer.epochs=2"]
+    )
     res = train(cfg, tmp_path / "run", {"experiment": "two_phase"})
     first = load_checkpoint(tmp_path / "run/first/checkpoints/best.pt")
     second = load_checkpoint(tmp_path / "run/second/checkpoints/last.pt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import cpu_step_context
 
 from detect.methods.ltw.ltw_losses import icc_loss, sample_losses
 from detect.methods.ltw.ltw_method import LTW
@@ -184,16 +185,6 @@ def _step_model(name: str, **overrides):
     return m
 
 
-def _ctx():
-    from omegaconf import OmegaConf
-    from test_runtime import BASE
-
-    from detect.engine.context import StepContext
-    from detect.engine.runtime import setup_runtime
-
-    return StepContext(setup_runtime(OmegaConf.create({**BASE, "device": "cpu"})))
-
-
 def _float_batch() -> dict:
     b = {k: v.float() for k, v in _batch().items()}
     b["index"] = torch.arange(4)
@@ -201,7 +192,7 @@ def _float_batch() -> dict:
 
 
 def test_weight_network_learns_in_ltw():
-    m, ctx = _step_model("ltw"), _ctx()
+    m, ctx = _step_model("ltw"), cpu_step_context()
     before = [p.detach().clone() for p in m.weights.parameters()]
     for _ in range(2):
         out = m.fit_step(_float_batch(), ctx)
@@ -216,7 +207,7 @@ def test_weight_network_learns_in_ltw():
     [("ltw/official", {}), ("ltw", {"meta_weight": 0.0, "weight_grad": False})],  # w/o meta-testing
 )
 def test_frozen_weight_network_stays_fixed(name, overrides):
-    m, ctx = _step_model(name, **overrides), _ctx()
+    m, ctx = _step_model(name, **overrides), cpu_step_context()
     before = {k: v.clone() for k, v in m.weights.state_dict().items() if v.is_floating_point()}
     assert len(m.configure_optimizers(2, 4)) == 1  # no optimiser for w
     m.fit_step(_float_batch(), ctx)
@@ -239,7 +230,10 @@ def test_official_weights_lie_in_one_to_two_and_presets_without_weights_use_ones
 def test_first_order_keeps_the_weight_gradient_and_drops_the_hessian():
     grads = {}
     for first in (False, True):
-        m, ctx = _step_model("ltw", first_order=first, inner_lr=0.5), _ctx()  # a visible Hessian term
+        m, ctx = (
+            _step_model("ltw", first_order=first, inner_lr=0.5),
+            cpu_step_context(),
+        )  # a visible Hessian term
         m.eval()  # identical BatchNorm behaviour in both runs
         m.optimizer.step = lambda: None  # keep the gradients for inspection
         m.weight_optimizer.step = lambda: None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_engine import PROBE, make_cfg, run
+from helpers import PROBE_METHOD, engine_cfg, fit_trainer
 
 from detect.engine import loggers
 
@@ -19,10 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_wandb_offline_run_logs_locally(ff_fixture, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg(
-        ff_fixture, tmp_path, [*PROBE, "logger=wandb", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
+    cfg = engine_cfg(
+        ff_fixture,
+        tmp_path,
+        [*PROBE_METHOD, "logger=wandb", "trainer.epochs=1", "trainer.log_every_n_steps=1"],
     )
-    tr, res = run(cfg, tmp_path / "run")
+    tr, res = fit_trainer(cfg, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     keys = (b"test/FF++/frame_auc", b"train/loss", b"lr/model", b"val/frame_auc", b"roc/FF++")
@@ -42,22 +44,24 @@ def test_wandb_failure_never_stops_training(ff_fixture, tmp_path, monkeypatch):
         raise RuntimeError("W&B is down")
 
     monkeypatch.setattr(wandb, "init", broken)
-    cfg = make_cfg(ff_fixture, tmp_path, [*PROBE, "logger=wandb", "trainer.epochs=1"])
-    tr, res = run(cfg, tmp_path / "run")
+    cfg = engine_cfg(ff_fixture, tmp_path, [*PROBE_METHOD, "logger=wandb", "trainer.epochs=1"])
+    tr, res = fit_trainer(cfg, tmp_path / "run")
     assert (
         res["status"] == "complete" and isinstance(tr.logger, loggers.WandbLogger) and tr.logger.run is None
     )
 
 
 def test_bf16_autocast_on_cpu(ff_fixture, tmp_path):
-    cfg = make_cfg(ff_fixture, tmp_path, ["runtime.precision=bf16", "trainer.epochs=1"])
-    tr, res = run(cfg, tmp_path / "run")
+    cfg = engine_cfg(ff_fixture, tmp_path, ["runtime.precision=bf16", "trainer.epochs=1"])
+    tr, res = fit_trainer(cfg, tmp_path / "run")
     assert tr.runtime.autocast_dtype is not None
     assert 0.0 <= res["metrics"]["FF++"]["frame_auc"] <= 1.0
 
 
 def test_results_and_predictions_written(ff_fixture, tmp_path):
-    tr, res = run(make_cfg(ff_fixture, tmp_path, [*PROBE, "trainer.epochs=1"]), tmp_path / "run")
+    tr, res = fit_trainer(
+        engine_cfg(ff_fixture, tmp_path, [*PROBE_METHOD, "trainer.epochs=1"]), tmp_path / "run"
+    )
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     for key in (
         "config",

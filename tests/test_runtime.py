@@ -8,34 +8,22 @@ import random
 import numpy as np
 import pytest
 import torch
+from helpers import RUNTIME_DEFAULTS
 from omegaconf import OmegaConf
 
 from detect.engine.runtime import _slurm_env, first_host, rng_state, set_rng_state, setup_runtime
 
-BASE = {
-    "device": "auto",
-    "precision": "fp32",
-    "channels_last": False,
-    "num_workers": 0,
-    "pin_memory": "auto",
-    "threads": None,
-    "distributed": "auto",
-    "backend": "auto",
-    "sync_bn": False,
-    "deterministic": False,
-}
-
 
 def test_auto_device_is_cpu_here_and_fp16_needs_cuda():
-    rt = setup_runtime(OmegaConf.create(BASE))
+    rt = setup_runtime(OmegaConf.create(RUNTIME_DEFAULTS))
     assert rt.device.type == ("cuda" if torch.cuda.is_available() else "cpu") and rt.world_size == 1
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="fp16 needs CUDA"):
-            setup_runtime(OmegaConf.create({**BASE, "precision": "fp16"}))
+            setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "precision": "fp16"}))
         with pytest.raises(RuntimeError, match="runtime.device=cpu"):
-            setup_runtime(OmegaConf.create({**BASE, "device": "cuda"}))
+            setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "device": "cuda"}))
     with pytest.raises(ValueError, match="precision"):
-        setup_runtime(OmegaConf.create({**BASE, "precision": "fp8"}))
+        setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "precision": "fp8"}))
 
 
 def test_slurm_step_exports_torch_distributed_variables(monkeypatch):
