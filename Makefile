@@ -13,14 +13,14 @@ install:
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 
-test:  # everything but the few longest end-to-end runs (marked long)
-	$(PY) -m pytest -q -m "not long"
+test:  # everything but the longest end-to-end runs (marked long) and the Slurm cluster's jobs (make test-slurm)
+	$(PY) -m pytest -q -m "not long and not slurm"
 
 test-fast:  # no end-to-end runs
 	$(PY) -m pytest -q -m "not e2e and not long"
 
-test-long:  # the longest end-to-end runs (minutes each): learning on the benchmark, the default run, ProDet's run
-	$(PY) -m pytest -q -m long
+test-long:  # the longest end-to-end runs: learning on the benchmark, the default run, the sweeps, torchrun twins
+	$(PY) -m pytest -q -m "long and not slurm"
 
 test-slurm:  # jobs on a throwaway single-node Slurm cluster (as root, with Debian's slurmctld slurmd munge slurm-client)
 	$(PY) -m pytest -q -m slurm

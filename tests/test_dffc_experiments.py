@@ -251,6 +251,7 @@ def test_srm_and_spsl_rows_map_in_prodet_and_dpl_tables(experiment):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_table4_smoke_sweep_renders_beside_the_paper(synthetic_cache: Path, tmp_path: Path):
     """A reduced smoke-scale sweep of experiment=dffc/table4 (Xception + DFFC on DF and on F2F, tiny backbone,
     2 epochs with milestones [1, 2] so the second epoch trains a hard pool + augmented easy pool, classical

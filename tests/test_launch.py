@@ -34,6 +34,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_torchrun_two_cpu_processes_match_single_process(ff_fixture, tmp_path):
     """2 processes x batch 8 (gradients averaged over gloo) == 1 process x batch 16, step for step."""
     single = [
@@ -81,6 +82,7 @@ again.result()
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_requeued_sweep_job_resumes_in_its_run_directory(ff_fixture, tmp_path):
     cmd = [
         sys.executable,
@@ -126,6 +128,7 @@ def test_requeued_sweep_job_resumes_in_its_run_directory(ff_fixture, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_curriculum_under_ddp_equals_single_process(ff_fixture, tmp_path):
     """DFFC under torchrun (2 gloo processes x batch 8): per-sample losses are gathered from both processes,
     so the hardness table, its history and the pool size equal a single process's (batch 16)."""

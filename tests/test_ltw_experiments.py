@@ -94,6 +94,7 @@ def test_basemodel_never_trains_and_no_meta_is_two_phases():
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_table2_smoke_sweep_renders(synthetic_cache, tmp_path: Path):
     """A reduced smoke-scale sweep of experiment=ltw/table2 (two rows × two benchmarks) through train.py -m,
     rendered by make_tables.py with the runs' own table_spec beside the paper's numbers."""

@@ -48,6 +48,7 @@ def test_video_auc_from_videos_csv_equals_eval_py(synthetic_cache: Path, tmp_pat
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_eval_py_applies_a_converted_checkpoints_input(synthetic_cache: Path, tmp_path: Path) -> None:
     """eval.py scores a converted DeepfakeBench Xception at its recorded 256 px and mean = std = 0.5
     (not the xception backbone's 299 px default): its saved probabilities equal the detector's own."""

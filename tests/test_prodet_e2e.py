@@ -66,6 +66,7 @@ def test_short_prodet_run_learns_and_orders_the_anchors(tmp_path_factory):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_table4_sweep_renders_beside_the_paper(synthetic_cache, tmp_path):
     env = {
         **os.environ,

@@ -288,7 +288,7 @@ def straight_run(ff_fixture, tmp_path_factory) -> Path:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("signame", ["USR2", "TERM"])
+@pytest.mark.parametrize("signame", ["USR2", pytest.param("TERM", marks=pytest.mark.long)])
 def test_preempted_mid_epoch_two_resumes_bit_identically(ff_fixture, tmp_path, straight_run, signame):
     """The signal arrives during step 20 (epoch 2, batch 5 of 16: class-balanced sampling) with 2 loader
     workers: the run finishes the step, writes last.pt there, logs one line and exits 128+signal;
@@ -685,6 +685,7 @@ def test_no_checkpoint_with_non_finite_weights_is_built(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_torchrun_preempted_mid_epoch_resumes_bit_identically(ff_fixture, tmp_path):
     """2 gloo processes (torchrun), SIGUSR2 to both during step 10 (epoch 2, batch 3 of 8): every process
     stops at the same step, rank 0 writes last.pt with each process's RNG state; the relaunch matches
