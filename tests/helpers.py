@@ -273,3 +273,22 @@ def fit_trainer(cfg, run_dir: Path):
     tr = Trainer(cfg, run_dir)
     tr.setup()
     return tr, tr.fit()
+
+
+def torchrun_two() -> list[str]:
+    """The command prefix that starts a script in two local processes under torchrun (gloo on the CPU),
+    on a free loopback port."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+    ]

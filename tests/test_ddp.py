@@ -4,8 +4,6 @@ one run directory written by rank 0 alone; checkpoints without DDP's ``module.``
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import offline_env, torchrun_two
 from torch import nn
 
 from detect.engine.checkpoint import load_checkpoint
@@ -23,16 +22,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
-    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return offline_env()
 
 
 #: a backbone without BatchNorm (timm's test EfficientNet with GroupNorm), no augmentation, no dropout, and
@@ -86,12 +76,7 @@ def _single_and_two_processes(data: Path, out: Path, method: list[str]) -> tuple
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        *torchrun_two(),
         "train.py",
         *_common(data),
         *method,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import offline_env, probe_run_overrides
+from helpers import offline_env, probe_run_overrides, torchrun_two
 
 from detect.engine.checkpoint import load_checkpoint
 
@@ -27,12 +26,6 @@ def _common(data: Path, out: Path) -> list[str]:
     return [*probe_run_overrides(data, out), "trainer.epochs=2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.e2e
 @pytest.mark.long
 def test_torchrun_two_cpu_processes_match_single_process(ff_fixture, tmp_path):
@@ -46,12 +39,7 @@ def test_torchrun_two_cpu_processes_match_single_process(ff_fixture, tmp_path):
     ]
     subprocess.run(single, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=300)
     ddp = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        *torchrun_two(),
         "train.py",
         *_common(ff_fixture, tmp_path),
         "run_name=ddp",
@@ -148,12 +136,7 @@ def test_curriculum_under_ddp_equals_single_process(ff_fixture, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        *torchrun_two(),
         "train.py",
         *_common(ff_fixture, tmp_path),
         *curriculum,

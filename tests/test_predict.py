@@ -12,14 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
 import torch
-from helpers import face_video_frames, save_random_checkpoint
+from helpers import face_video_frames, save_random_checkpoint, write_h264
 
 from detect.data.preprocess.face_detection import Detection
 from detect.inference.aggregate import aggregate_scores
@@ -29,21 +28,6 @@ from detect.inference.sources import find_sources
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, N_FRAMES = 320, 240, 12
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
-    """RGB frames -> H.264 MP4 (PyAV's libx264)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 def astronaut_frames(n: int = N_FRAMES) -> list[np.ndarray]:
@@ -79,8 +63,8 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """astronaut.mp4 (a face in every frame), flat.mp4 (no face), broken.mp4 (not a video)."""
     root = tmp_path_factory.mktemp("inputs")
-    write_video(root / "astronaut.mp4", astronaut_frames())
-    write_video(root / "sub" / "flat.mp4", [np.full((H, W, 3), (90, 140, 60), np.uint8)] * N_FRAMES)
+    write_h264(root / "astronaut.mp4", astronaut_frames())
+    write_h264(root / "sub" / "flat.mp4", [np.full((H, W, 3), (90, 140, 60), np.uint8)] * N_FRAMES)
     (root / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     return root
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import face_video_frames, offline_env, write_h264
+from helpers import face_video_frames, offline_env, torchrun_two, write_h264
 
 from detect.engine import run_dir as run_dir_mod
 from detect.engine.checkpoint import load_checkpoint, require_run_checkpoint
@@ -690,27 +690,17 @@ def test_torchrun_preempted_mid_epoch_resumes_bit_identically(ff_fixture, tmp_pa
     """2 gloo processes (torchrun), SIGUSR2 to both during step 10 (epoch 2, batch 3 of 8): every process
     stops at the same step, rank 0 writes last.pt with each process's RNG state; the relaunch matches
     the uninterrupted torchrun run."""
-    import socket
 
     def torchrun(name: str, **env) -> subprocess.CompletedProcess:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         cmd = [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            f"--master_port={port}",
+            *torchrun_two(),
             "train.py",
             *_preempt_args(ff_fixture, tmp_path),
             "runtime.num_workers=0",
             "trainer.log_every_n_steps=1",
             f"run_name={name}",
         ]
-        return subprocess.run(
-            [sys.executable, *cmd], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600
-        )
+        return subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
 
     assert torchrun("straight").returncode == 0
     cut = torchrun("cut", DETECT_TEST_SIGNAL="USR2:10")
