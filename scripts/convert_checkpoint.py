@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from detect.convert import FORMATS, get_format
+from detect.convert import formats, get_format
 from detect.convert.conversion import convert_file
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -34,12 +34,12 @@ def main(argv: list[str]) -> int:
         else:
             extra.append(a)
     if args.get("from") == "list":
-        for f in FORMATS.values():
+        for f in formats().values():
             print(f"{f.name:22s} {f.kind:10s} {f.description}")
         return 0
     missing = [k for k in ("from", "src", "dst") if not args.get(k)]
     if missing:
-        print(f"{USAGE}\nmissing {missing}; formats: {sorted(FORMATS)}", file=sys.stderr)
+        print(f"{USAGE}\nmissing {missing}; formats: {sorted(formats())}", file=sys.stderr)
         return 2
     fmt = get_format(args["from"])
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

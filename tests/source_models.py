@@ -92,3 +92,27 @@ class DfbXception(nn.Module):
         f = self.backbone.forward_features(x)
         logits = self.backbone.last_linear(F.adaptive_avg_pool2d(F.relu(f), 1).flatten(1))
         return logits.softmax(1)[:, 1]
+
+
+#: Key-and-shape manifests of published detectors' state dicts (one JSON per converter format).
+MANIFESTS = Path(__file__).parent / "data" / "dfb_manifests"
+
+
+def manifest_state_dict(path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict a manifest lists (``keys``: name -> shape), with random values: int64 batch-norm
+    counters, positive running variances, normal draws elsewhere; keys carry DataParallel's ``module.``
+    prefix as DeepfakeBench's saved checkpoints do."""
+    import json
+
+    keys = json.loads(path.read_text())["keys"]
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, shape in keys.items():
+        if name.endswith("num_batches_tracked"):
+            value = torch.tensor(7, dtype=torch.int64)
+        elif name.endswith("running_var"):
+            value = 0.5 + torch.rand(shape, generator=g)
+        else:
+            value = torch.randn(shape, generator=g)
+        out["module." + name] = value
+    return out
