@@ -34,7 +34,7 @@ lint:
 train:
 	$(PY) train.py
 
-bench:  # first-use time; engine vs bare loop; blend rates; LTW/DPL/DFFC/DDP steps; predict.py faces/s
+bench:  # first-use time; engine vs bare loop; blend rates; LTW/DPL/DFFC/DDP steps; predict.py faces/s; each detector vs the baseline
 	$(PY) scripts/bench_defaults.py
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_blend.py
@@ -43,6 +43,7 @@ bench:  # first-use time; engine vs bare loop; blend rates; LTW/DPL/DFFC/DDP ste
 	$(PY) scripts/bench_dffc.py
 	$(PY) scripts/bench_ddp.py
 	$(PY) scripts/bench_predict.py
+	$(PY) scripts/bench_detectors.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
