@@ -1,0 +1,36 @@
+"""Every comparison detector (each top-level ``conf/method`` option but the four papers' methods, which have
+their own end-to-end tests) trains and evaluates end to end at smoke scale on the synthetic benchmark:
+``python train.py method=<option> +scale=smoke``, in process."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from helpers import train_in_process
+
+from detect.analysis.detector_bench import method_options
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PAPERS_METHODS = {"dpl", "ltw", "prodet"}
+DETECTORS = [m for m in method_options(CONF) if m not in PAPERS_METHODS]
+
+
+def test_the_smoke_list_holds_the_comparison_detectors() -> None:
+    assert {"srm", "spsl", "mat"} <= set(DETECTORS) and not PAPERS_METHODS & set(DETECTORS)
+
+
+@pytest.mark.e2e
+@pytest.mark.long
+@pytest.mark.parametrize("option", DETECTORS)
+def test_detector_trains_and_evaluates_at_smoke_scale(option: str, synthetic_cache: Path, tmp_path: Path):
+    trainer = train_in_process(
+        synthetic_cache, tmp_path, [f"method={option}", "+scale=smoke", "runtime.num_workers=0"]
+    )
+    res = trainer.results
+    auc = res["metrics"]["FF++"]["frame_auc"]
+    print(f"{option}: FF++ frame AUC {auc:.3f} (smoke scale, seed 0)")
+    assert math.isfinite(auc) and 0.0 <= auc <= 1.0
+    assert (trainer.run_dir / "results.json").is_file()
+    assert any(trainer.run_dir.glob("**/*.pt")), "no checkpoint written"
