@@ -4,6 +4,10 @@ logged, evaluation on images alone, both recipes' configs, and a smoke run on th
 
 from __future__ import annotations
 
+import importlib
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -20,6 +24,7 @@ from detect.methods.ffd import FFD, map_loss, mask_templates
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+MANIFEST = Path(__file__).parent / "data" / "dfb_manifests" / "dfb_ffd.json"
 
 
 def test_map_loss_by_hand():
@@ -231,3 +236,53 @@ def test_smoke_run_on_the_synthetic_benchmark(synthetic_cache, tmp_path, recipe)
     trainer = train_in_process(synthetic_cache, tmp_path, [f"method={recipe}", "+scale=smoke"])
     metrics = trainer.results["metrics"]
     assert metrics and all(np.isfinite(v["frame_auc"]) for v in metrics.values())
+
+
+class DfbFFD(torch.nn.Module):
+    """DeepfakeBench's FFD layout (``ffd_detector.py``, ``maptype: reg``): its Xception (timm
+    ``legacy_xception`` names) as ``backbone`` with ``last_linear`` and the unused ``adjust_channel``, and
+    ``map.c`` a separable 3x3 convolution 728 -> 1 whose sigmoid multiplies block7's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.backbone = timm.create_model("legacy_xception", pretrained=False, num_classes=2)
+        self.backbone.last_linear = self.backbone.fc
+        del self.backbone.fc
+        self.backbone.adjust_channel = torch.nn.Sequential(
+            torch.nn.Conv2d(2048, 512, 1), torch.nn.BatchNorm2d(512)
+        )
+        self.map = torch.nn.Module()
+        self.map.c = importlib.import_module("timm.models.xception").SeparableConv2d(728, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        for name in ["conv1", "bn1", "act1", "conv2", "bn2", "act2", *[f"block{i}" for i in range(1, 8)]]:
+            x = getattr(b, name)(x)
+        x = x * torch.sigmoid(self.map.c(x))
+        for name in [*[f"block{i}" for i in range(8, 13)], "conv3", "bn3", "act3", "conv4", "bn4"]:
+            x = getattr(b, name)(x)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.relu(x), 1).flatten(1)
+        return b.last_linear(pooled).softmax(1)[:, 1]
+
+
+@pytest.mark.long  # a random Xception in float64: ~15 s of CPU
+def test_dfb_ffd_checkpoint_converts_to_the_same_probabilities(tmp_path):
+    from source_models import convert, randomise
+
+    from detect.inference.load import load_detector
+
+    src = randomise(DfbFFD(), 3, 64, 0.5, 0.5, calibrate=64)
+    state = src.state_dict()
+    assert set(state) == set(json.loads(MANIFEST.read_text())["keys"])  # the manifest's layout
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "ffd_best.pth")
+    dst = convert("dfb_ffd", tmp_path / "ffd_best.pth", tmp_path / "ffd.pt")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)).double() * 2 - 1
+    with torch.no_grad():
+        want = src.double()(x)
+        det = load_detector(dst)
+        got = det.method.double().predict(x)
+    assert det.method.map_weight == 0.0 and det.method.run_info()["map_layer"] == "block7"
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
+    assert float(want.std()) > 1e-3
