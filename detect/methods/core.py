@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
+from detect.data.datasets import FrameDataset
 from detect.data.transforms import Pipeline
 from detect.data.two_view import TwoViewDataset
 from detect.engine.context import StepContext
@@ -90,7 +90,7 @@ class CORE(Method):
         rep = self.backbone(images)
         return self.head(rep).squeeze(1), rep
 
-    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> Dataset:
+    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> TwoViewDataset | FrameDataset:
         """Two augmentation draws per frame (``views``); single frames for ``batch_halves``."""
         if self.pairing == "views":
             return TwoViewDataset(table, pipeline, views=2)

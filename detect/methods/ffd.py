@@ -39,8 +39,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
+from detect.data.datasets import FrameDataset
 from detect.data.images import read_mask
 from detect.data.mask_view import MaskedFrameDataset
 from detect.data.transforms import Pipeline
@@ -181,7 +181,9 @@ class FFD(Method):
         return logit, att
 
     # -- training -----------------------------------------------------------------------------------
-    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> Dataset:
+    def build_train_dataset(
+        self, table: pd.DataFrame, pipeline: Pipeline
+    ) -> MaskedFrameDataset | FrameDataset:
         """Frames with their masks under one geometric draw; fits the templates first (``tmp``)."""
         if self.maptype == "tmp" and not bool(self.attention.fitted):
             self.fit_templates(table)

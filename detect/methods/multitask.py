@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from detect.data.mask_view import MaskedFrameDataset
 from detect.data.transforms import Pipeline
@@ -151,7 +150,7 @@ class MultiTask(Method):
         self.optim_cfg, self.scheduler_cfg = optim, scheduler
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> Dataset:
+    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> MaskedFrameDataset:
         """Frames with their masks (zeros for reals) under one geometric draw."""
         return MaskedFrameDataset(table, pipeline, train=True)
 
