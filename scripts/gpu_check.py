@@ -150,6 +150,23 @@ def _pool(b: int, s: int, method, g: torch.Generator) -> dict:
     return out
 
 
+def _masked_frames(b: int, s: int, method, g: torch.Generator) -> dict:
+    out = _frames(b, s, method, g)
+    mask = torch.zeros(b, 1, s, s)
+    mask[1::2, :, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 1.0  # fakes (odd rows): a square
+    out["mask"] = mask
+    return out
+
+
+def _two_views(b: int, s: int, method, g: torch.Generator) -> dict:
+    if getattr(method, "pairing", "views") != "views":  # CORE's batch_halves: single frames
+        return _frames(b, s, method, g)
+    out = _frames(b, s, method, g)
+    out["images"] = torch.randn(b, 2, 3, s, s, generator=g)
+    del out["image"]
+    return out
+
+
 #: the training view a method's ``build_train_dataset`` returns (its return annotation) -> a batch of it.
 #: A method with a new view adds its builder here.
 BATCHES: dict[str, Callable] = {
@@ -159,6 +176,9 @@ BATCHES: dict[str, Callable] = {
     "AnchorTupleDataset": _anchor_tuples,
     "MultiQualityDataset": _multi_quality,
     "PoolDataset": _pool,
+    "MaskedFrameDataset": _masked_frames,
+    "MaskedFrameDataset | FrameDataset": _masked_frames,  # FFD: masks unless map_weight = 0
+    "TwoViewDataset | FrameDataset": _two_views,  # CORE: two views, or single frames (batch_halves)
 }
 
 
