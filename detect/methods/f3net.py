@@ -82,6 +82,11 @@ def dct_matrix(n: int) -> Tensor:
     return torch.from_numpy(c)
 
 
+def exact(x: Tensor) -> Tensor:
+    """``x`` in float32, or float64 when it already is (tests compare in double precision)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def squeeze(x: Tensor) -> Tensor:
     """The paper's ``σ(x) = (1 - e^{-x}) / (1 + e^{-x})`` = ``2 sigmoid(x) - 1``, in (-1, 1)."""
     return 2.0 * torch.sigmoid(x) - 1.0
@@ -129,7 +134,7 @@ class FrequencyAwareDecomposition(nn.Module):
     ) -> None:
         super().__init__()
         self.size, self.bands, self.edges = int(size), tuple(bands), edges
-        self.register_buffer("dct", dct_matrix(self.size).float(), persistent=False)
+        self.register_buffer("dct", dct_matrix(self.size), persistent=False)  # float64, cast at use
         self.register_buffer("base", fad_base_filters(self.size, self.bands, edges), persistent=False)
         self.learnable = nn.Parameter(torch.empty(len(self.bands), self.size, self.size).normal_(0.0, 0.1))
 
@@ -148,8 +153,9 @@ class FrequencyAwareDecomposition(nn.Module):
                 f"{tuple(x.shape[-2:])}: feed F3-Net images at its input size"
             )
         with torch.autocast(device_type=x.device.type, enabled=False):
-            c = self.dct
-            spectrum = c @ x.float() @ c.T  # [B, C, N, N]
+            x = exact(x)
+            c = self.dct.to(x.dtype)
+            spectrum = c @ x @ c.T  # [B, C, N, N]
             filtered = spectrum.unsqueeze(1) * self.filters()[None, :, None]  # [B, bands, C, N, N]
             out = c.T @ filtered @ c
         return out.flatten(1, 2).to(x.dtype)
@@ -180,7 +186,7 @@ class LocalFrequencyStatistics(nn.Module):
         self.window, self.stride, self.bands = int(window), int(stride), int(bands)
         self.padding = (self.window - self.stride) // 2
         self.statistic, self.color, self.eps = statistic, color, float(eps)
-        self.register_buffer("dct", dct_matrix(self.window).float(), persistent=False)
+        self.register_buffer("dct", dct_matrix(self.window), persistent=False)  # float64, cast at use
         self.register_buffer("base", lfs_base_filters(self.window, self.bands), persistent=False)
         self.register_buffer(
             "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
@@ -204,7 +210,7 @@ class LocalFrequencyStatistics(nn.Module):
 
     def pixels(self, x: Tensor) -> Tensor:
         """Normalised images -> 0-255 pixel units, grey (``[B, 1, H, W]``) or RGB."""
-        x = (x.float() * self.std + self.mean) * 255.0
+        x = (exact(x) * self.std + self.mean) * 255.0
         return (x * self.luma).sum(dim=1, keepdim=True) if self.color == "gray" else x
 
     def window_spectra(self, x: Tensor) -> Tensor:
@@ -213,13 +219,14 @@ class LocalFrequencyStatistics(nn.Module):
         s = self.window
         patches = F.unfold(x, s, padding=self.padding, stride=self.stride)  # [B, C·S·S, L]
         patches = patches.view(b, c, s, s, -1).permute(0, 1, 4, 2, 3)
-        return self.dct @ patches @ self.dct.T
+        c = self.dct.to(patches.dtype)
+        return c @ patches @ c.T
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
         with torch.autocast(device_type=x.device.type, enabled=False):
             spectra = self.window_spectra(self.pixels(x))  # [B, C, L, S, S]
-            filt = self.filters()
+            filt = self.filters().to(spectra.dtype)
             if self.statistic == "log_l1":  # log10 ‖D(p) ⊙ h‖_1 = log10 Σ |D(p)|·|h|
                 stats = torch.log10(torch.einsum("bclij,kij->bckl", spectra.abs(), filt.abs()) + self.eps)
             else:  # Σ log10|D(p)| ⊙ h / #band
@@ -249,7 +256,7 @@ class MixBlock(nn.Module):
             )
         energy = self.query_fad(x_fad) @ self.key_fad(x_fad).transpose(-1, -2)
         energy = energy + self.query_lfs(x_lfs) @ self.key_lfs(x_lfs).transpose(-1, -2)
-        return torch.softmax(energy.float(), dim=-1).to(x_fad.dtype)
+        return torch.softmax(exact(energy), dim=-1).to(x_fad.dtype)
 
     def forward(self, x_fad: Tensor, x_lfs: Tensor) -> tuple[Tensor, Tensor]:
         att = self.attention(x_fad, x_lfs)
