@@ -267,7 +267,8 @@ def test_xception_layout_streams_and_inputs():
 
 def test_dfb_parameter_count_equals_deepfakebenchs_model():
     """DeepfakeBench's F3-Net (8a4a7bf) has 22,125,898 trainable parameters at 256 px; its unused
-    ``adjust_channel`` branch holds 1,050,112 and its second logit 2,049 (Linear(2048, 2) vs our one logit)."""
+    ``adjust_channel`` branch holds 1,050,112 and its second logit 2,049 (Linear(2048, 2) vs our one
+    logit)."""
     cfg = compose(["method=f3net/dfb"])
     m = build_method(cfg.method, cfg.backbone)
     n = sum(p.numel() for p in m.parameters() if p.requires_grad)
