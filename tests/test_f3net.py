@@ -265,6 +265,43 @@ def test_xception_layout_streams_and_inputs():
         F3Net(TINY, ADAM, streams=["fad"], mix=True)
 
 
+def test_bf16_autocast_step_keeps_the_transforms_in_float32():
+    from helpers import RUNTIME_DEFAULTS
+    from omegaconf import OmegaConf
+
+    from detect.engine.context import StepContext
+    from detect.engine.runtime import setup_runtime
+
+    ctx = StepContext(
+        setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "device": "cpu", "precision": "bf16"}))
+    )
+    torch.manual_seed(0)
+    m = F3Net(TINY, ADAM)
+    m.configure_optimizers(1, 1)
+    m.train()
+    out = m.fit_step(_batch(), ctx)
+    assert math.isfinite(float(out.loss))
+    with ctx.autocast():
+        assert m.fad(_batch()["image"]).dtype == m.lfs(_batch()["image"]).dtype == torch.float32
+
+
+@pytest.mark.long
+def test_paper_model_at_299_px_has_equal_stream_maps_at_the_mixblocks():
+    """Xception at 299 px: FAD 9 x 299 x 299, LFS 6 x 149 x 149; both streams 19 x 19 after block 7 and
+    10 x 10 after block 12, so no resizing happens at the paper's size."""
+    torch.manual_seed(0)
+    m = F3Net({**XCEPTION, "input_size": 299}, ADAM).eval()
+    x = torch.randn(1, 3, 299, 299)
+    with torch.no_grad():
+        f, lf = m.fad(x), m.lfs(x)
+        assert f.shape == (1, 9, 299, 299) and lf.shape == (1, 6, 149, 149)
+        for name, size in (("block7", 19), ("block12", 10)):
+            i = m.bodies["fad"].index(name)
+            assert m.bodies["fad"].run(f, 0, i + 1).shape[-2:] == (size, size)
+            assert m.bodies["lfs"].run(lf, 0, i + 1).shape[-2:] == (size, size)
+        assert m.predict(x).shape == (1,)
+
+
 def test_dfb_parameter_count_equals_deepfakebenchs_model():
     """DeepfakeBench's F3-Net (8a4a7bf) has 22,125,898 trainable parameters at 256 px; its unused
     ``adjust_channel`` branch holds 1,050,112 and its second logit 2,049 (Linear(2048, 2) vs our one
