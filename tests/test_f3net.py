@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import RUNTIME_DEFAULTS, compose, cpu_step_context, train_in_process
+from omegaconf import OmegaConf
 from source_models import MANIFESTS, manifest_state_dict
 
 from detect.convert.dfb_f3net import convert
+from detect.engine.context import StepContext
 from detect.engine.method_builder import build_method
+from detect.engine.runtime import setup_runtime
 from detect.methods.f3net import (
     F3Net,
     FrequencyAwareDecomposition,
@@ -266,12 +269,6 @@ def test_xception_layout_streams_and_inputs():
 
 
 def test_bf16_autocast_step_keeps_the_transforms_in_float32():
-    from helpers import RUNTIME_DEFAULTS
-    from omegaconf import OmegaConf
-
-    from detect.engine.context import StepContext
-    from detect.engine.runtime import setup_runtime
-
     ctx = StepContext(
         setup_runtime(OmegaConf.create({**RUNTIME_DEFAULTS, "device": "cpu", "precision": "bf16"}))
     )
