@@ -138,10 +138,6 @@ class FrequencyAwareDecomposition(nn.Module):
         self.register_buffer("base", fad_base_filters(self.size, self.bands, edges), persistent=False)
         self.learnable = nn.Parameter(torch.empty(len(self.bands), self.size, self.size).normal_(0.0, 0.1))
 
-    @property
-    def out_channels_per_input(self) -> int:
-        return len(self.bands)
-
     def filters(self) -> Tensor:
         """``[bands, N, N]``: ``f_base^i + σ(f_w^i)``."""
         return self.base + squeeze(self.learnable)
@@ -153,9 +149,9 @@ class FrequencyAwareDecomposition(nn.Module):
                 f"{tuple(x.shape[-2:])}: feed F3-Net images at its input size"
             )
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = exact(x)
-            c = self.dct.to(x.dtype)
-            spectrum = c @ x @ c.T  # [B, C, N, N]
+            xe = exact(x)
+            c = self.dct.to(xe.dtype)
+            spectrum = c @ xe @ c.T  # [B, C, N, N]
             filtered = spectrum.unsqueeze(1) * self.filters()[None, :, None]  # [B, bands, C, N, N]
             out = c.T @ filtered @ c
         return out.flatten(1, 2).to(x.dtype)
