@@ -346,7 +346,12 @@ def test_qad_smoke_run_on_stored_c23_c40_pairs(synthetic_cache, tmp_path):
     trainer = train_in_process(
         synthetic_cache,
         tmp_path,
-        ["method=qad", "+scale=smoke", "protocol.train.compression=[c23,c40]", "method.awp.warmup_epochs=1"],
+        [
+            "method=qad",
+            "+scale=smoke",
+            "++protocol.train.compression=[c23,c40]",
+            "method.awp.warmup_epochs=1",
+        ],
     )
     assert isinstance(trainer.train_dataset, QualityPairDataset)
     auc = trainer.results["metrics"]["FF++"]["frame_auc"]
@@ -360,3 +365,54 @@ def test_qad_dpl_setting_smoke_run_on_c23_alone(synthetic_cache, tmp_path):
     assert trainer.train_dataset.jpeg_ranges is not None
     assert set(trainer.tables["train"]["compression"]) == {"c23"}
     assert math.isfinite(trainer.results["metrics"]["FF++"]["frame_auc"])
+
+
+# -- two processes -------------------------------------------------------------------------------------------
+def _ddp_rank(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    import detect.methods.qad as qad_module
+    from detect.engine.context import StepContext
+    from detect.engine.runtime import Runtime
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)  # the same initial weights on both ranks
+        m = QAD(TINY, ADAM, awp={"gamma": 0.01, "warmup_epochs": 0})
+        m.configure_optimizers(1, 1)
+        m.train()
+        batch = _pairs_batch()
+        shard = {k: v[2 * rank : 2 * rank + 2] for k, v in batch.items()}  # a different half per rank
+        ctx = StepContext(Runtime(torch.device("cpu"), "fp32", rank=rank, world_size=2))
+        seen = []
+        original = qad_module.awp_perturbation
+
+        def recording(weights, grads, gamma):  # the ascent gradient v is formed from
+            seen.append(torch.cat([g.detach().reshape(-1) for g in grads]))
+            return original(weights, grads, gamma)
+
+        qad_module.awp_perturbation = recording
+        try:
+            m.fit_step(shard, ctx)
+        finally:
+            qad_module.awp_perturbation = original
+        flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+        torch.save({"weights": flat, "ascent": seen[0]}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.e2e
+@pytest.mark.long
+def test_two_gloo_processes_perturb_by_one_global_v_and_keep_identical_weights(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_rank, args=(str(tmp_path / "store"), out), nprocs=2, join=True)
+    r0, r1 = (torch.load(f"{out}.{r}") for r in (0, 1))
+    assert torch.equal(r0["weights"], r1["weights"])  # restored by copy, then one averaged update
+    assert torch.equal(r0["ascent"], r1["ascent"])  # v from the gradient of the global batch on both ranks
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().reshape(-1) for p in QAD(TINY, ADAM).parameters()])
+    assert not torch.equal(start, r0["weights"])

@@ -4,7 +4,7 @@
 Two ways to get the low-quality partner of a high-quality frame:
 
 - ``stored`` (the paper: FF++ c23 with c40 of the same source): the sample table holds the training videos
-  at two or more compression levels (``protocol.train.compression=[c23,c40]``; the ``multi_quality`` data
+  at two or more compression levels (``++protocol.train.compression=[c23,c40]``; the ``multi_quality`` data
   need); each frame at ``high`` is paired with the frame of the same video (dataset, label, video id) at a
   ``low`` level, the same frame number or the nearest one present. Several ``low`` levels: one drawn per
   sample and epoch from a seeded generator (the authors' configs pair raw frames with c23 or c40).
@@ -60,7 +60,7 @@ def pair_rows(table: pd.DataFrame, high: str, low: Sequence[str]) -> tuple[np.nd
         if level not in present:
             raise ValueError(
                 f"quality pairs need frames at compression {level!r}; the training table has {present} "
-                "(train on several levels, e.g. protocol.train.compression=[c23,c40])"
+                "(train on several levels, e.g. ++protocol.train.compression=[c23,c40])"
             )
     anchors = table.index[levels == high].to_numpy()
     lookups = []
