@@ -77,6 +77,18 @@ def test_hsic_against_numpy_and_a_closed_form():
         hsic(torch.ones(1, 1), torch.ones(1, 1))
 
 
+def test_hsic_stays_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 8, 5, 5), torch.randn(6, 8, 5, 5)
+    want = hsic(gaussian_gram(x, 1.0), gaussian_gram(y, 1.0))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        k, l = gaussian_gram(x.bfloat16(), 1.0), gaussian_gram(y.bfloat16(), 1.0)
+        got = hsic(k, l)
+        full = hsic(gaussian_gram(x, 1.0), gaussian_gram(y, 1.0))
+    assert k.dtype == got.dtype == torch.float32
+    torch.testing.assert_close(full, want, rtol=1e-6, atol=0)  # no bf16 matmul inside
+
+
 def test_collaborative_loss_is_the_weighted_negative_sum_over_layers():
     rng = np.random.default_rng(1)
     high = [rng.normal(size=(4, 3, 4, 4)), rng.normal(size=(4, 5, 2, 2)), rng.normal(size=(4, 7))]

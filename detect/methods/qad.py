@@ -60,11 +60,12 @@ from detect.models.staged_backbone import StagedBackbone
 def gaussian_gram(x: Tensor, sigma: float) -> Tensor:
     """``K_ij = exp(-‖x_i - x_j‖² / (2 σ² d))`` over the rows of ``x`` (``[m, ...]`` flattened to
     ``[m, d]``), in float32."""
-    x = x.flatten(1).float()
-    x = x - x.mean(dim=0, keepdim=True)  # distances are translation-invariant; this keeps them exact in fp32
-    sq = (x * x).sum(dim=1)
-    dist2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * x @ x.t()).clamp_min(0.0)
-    return torch.exp(-dist2 / (2.0 * float(sigma) ** 2 * x.shape[1]))
+    with torch.autocast(device_type=x.device.type, enabled=False):  # float32 under mixed precision
+        x = x.flatten(1).float()
+        x = x - x.mean(dim=0, keepdim=True)  # distances are translation-invariant; this keeps them exact
+        sq = (x * x).sum(dim=1)
+        dist2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * x @ x.t()).clamp_min(0.0)
+        return torch.exp(-dist2 / (2.0 * float(sigma) ** 2 * x.shape[1]))
 
 
 def hsic(k: Tensor, l: Tensor) -> Tensor:
@@ -72,8 +73,10 @@ def hsic(k: Tensor, l: Tensor) -> Tensor:
     m = k.shape[0]
     if m < 2:
         raise ValueError(f"HSIC needs at least 2 samples, got a batch of {m}")
-    h = torch.eye(m, dtype=k.dtype, device=k.device) - 1.0 / m
-    return torch.trace(k @ h @ l @ h) / (m - 1) ** 2
+    with torch.autocast(device_type=k.device.type, enabled=False):
+        k, l = k.float(), l.float()
+        h = torch.eye(m, dtype=k.dtype, device=k.device) - 1.0 / m
+        return torch.trace(k @ h @ l @ h) / (m - 1) ** 2
 
 
 def collaborative_loss(
