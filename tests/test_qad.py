@@ -349,6 +349,9 @@ def test_resnet50_taps_the_ends_of_layer1_to_layer3():
     torch.manual_seed(0)
     m = build_method(cfg.method, cfg.backbone)
     assert [m.body.names[i] for i in m.taps] == ["layer1.2", "layer2.3", "layer3.5"]
+    # the authors' model is torchvision's ResNet-50 with fc 2048 -> 2 (23,512,130 parameters); ours has the
+    # same body (23,508,032) and one logit (2,049): nothing else is trainable (HSIC and AWP add no parameters)
+    assert sum(p.numel() for p in m.parameters()) == 23_512_130 - 2 * 2048 - 2 + 2048 + 1
 
 
 # -- smoke runs ---------------------------------------------------------------------------------------------
