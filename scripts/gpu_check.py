@@ -6,8 +6,9 @@ declares ``phases`` (DPL's two stages), the script composes the training config 
 builds the method with a randomly initialised backbone (``backbone.pretrained=false``: nothing is
 downloaded; DPL's CLIP indicators fall back to their tiny random model as on the synthetic benchmark),
 and feeds it synthetic in-memory batches shaped like its training view (single frames, meta pairs, anchor
-tuples, multi-quality stacks, curriculum pools). No dataset is read. DPL's step counts, which training
-scores from the dataset, are the largest (the costliest rollout), its bins fitted on the batch's scores.
+tuples, multi-quality stacks, quality pairs, curriculum pools). No dataset is read. DPL's step counts,
+which training scores from the dataset, are the largest (the costliest rollout), its bins fitted on the
+batch's scores.
 
 Per option it prints one row: the time of one training step (``fit_step`` + ``end_iteration``, after one
 untimed warm-up step), the time of one evaluation batch (``predict`` under ``no_grad``), the peak memory
@@ -144,6 +145,17 @@ def _multi_quality(b: int, s: int, method, g: torch.Generator) -> dict:
     }
 
 
+def _quality_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
+    high = torch.randn(b, 3, s, s, generator=g)
+    return {
+        "images": torch.stack([high, high + 0.1 * torch.randn(b, 3, s, s, generator=g)], dim=1),
+        "label": (torch.arange(b) % 2).float(),
+        "index": torch.arange(b),
+        "indices": torch.arange(2 * b).view(b, 2),
+        "quality": torch.full((b,), 100),
+    }
+
+
 def _pool(b: int, s: int, method, g: torch.Generator) -> dict:
     out = _frames(b, s, method, g)
     out["curriculum_easy"] = torch.arange(b) % 2 == 1
@@ -175,6 +187,7 @@ BATCHES: dict[str, Callable] = {
     "MetaPairDataset": _meta_pairs,
     "AnchorTupleDataset": _anchor_tuples,
     "MultiQualityDataset": _multi_quality,
+    "QualityPairDataset": _quality_pairs,
     "PoolDataset": _pool,
     "MaskedFrameDataset": _masked_frames,
     "MaskedFrameDataset | FrameDataset": _masked_frames,  # FFD: masks unless map_weight = 0

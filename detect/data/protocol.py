@@ -21,6 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detect.data.index import DatasetSpec, load_split
+from detect.data.sample_table import concat_tables
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,18 @@ class SetSpec:
     group: str | None = None  # a test-variant set: the set whose metrics average its variants
 
     def load(self, check_files: bool = True) -> pd.DataFrame:
+        """The set's sample table; a list of compression levels (``compression: [c23, c40]``) loads each
+        level and concatenates them (QAD's quality pairs: the ``multi_quality`` data need)."""
+        levels = self.dataset.compression
+        if isinstance(levels, list | tuple):
+            return concat_tables(
+                [
+                    load_split(
+                        replace(self.dataset, compression=str(c)), self.split, self.frames, check_files
+                    )
+                    for c in levels
+                ]
+            )
         return load_split(self.dataset, self.split, self.frames, check_files=check_files)
 
 
