@@ -33,6 +33,8 @@ from detect.models.backbone import build_backbone
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+#: the recipes evaluate 32 frames per video; a smoke run needs few
+FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -214,8 +216,8 @@ def test_configs_hold_both_recipes():
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["face_xray", "face_xray/dfb"])
-def test_smoke_run_end_to_end(tmp_path_factory, preset):
-    cache, out = tmp_path_factory.mktemp("xray_cache"), tmp_path_factory.mktemp("xray_run")
-    trainer = train_in_process(cache, out, [f"method={preset}", "+scale=smoke", "trainer.epochs=1"])
+def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
+    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
+    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
     metrics = trainer.results["metrics"]
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0

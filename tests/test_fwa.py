@@ -21,6 +21,8 @@ from detect.methods.fwa import FWA
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
+#: the recipes evaluate 32 frames per video; a smoke run needs few
+FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -147,8 +149,8 @@ def test_configs_hold_both_recipes():
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["fwa", "fwa/dfb"])
-def test_smoke_run_end_to_end(tmp_path_factory, preset):
-    cache, out = tmp_path_factory.mktemp("fwa_cache"), tmp_path_factory.mktemp("fwa_run")
-    trainer = train_in_process(cache, out, [f"method={preset}", "+scale=smoke", "trainer.epochs=1"])
+def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
+    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
+    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
     metrics = trainer.results["metrics"]
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0

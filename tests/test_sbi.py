@@ -25,6 +25,8 @@ from detect.methods.self_blended import SBI, fake_probability, head_losses, line
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9}
+#: the recipes evaluate 32 frames per video; a smoke run needs few
+FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -196,8 +198,8 @@ def test_dfb_converter_keeps_the_three_way_head():
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["sbi", "sbi/dfb"])
-def test_smoke_run_end_to_end(tmp_path_factory, preset):
-    cache, out = tmp_path_factory.mktemp("sbi_cache"), tmp_path_factory.mktemp("sbi_run")
-    trainer = train_in_process(cache, out, [f"method={preset}", "+scale=smoke", "trainer.epochs=1"])
+def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
+    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
+    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
     metrics = trainer.results["metrics"]
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0
