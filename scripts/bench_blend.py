@@ -6,8 +6,13 @@ The blend config is the one training uses: the ``method.blend`` node of ``--meth
 default, composed as ``train.py`` would), then ``--config`` YAML and ``--set`` overrides; its hash is printed
 beside the figures. ``tuple_per_s`` times whole training items of ProDet's ``AnchorTupleDataset`` (read real,
 landmarks, foreground and deepfake; SBI; CBI; the method's shared augmentation, resize and normalisation at
-the backbone's input size), printed with the training pipeline's hash. Reference figures: the official SBI
-self-blending ≈ 18 ms/image, DeepfakeBench's Face X-ray blend ≈ 64 ms/image.
+the backbone's input size), printed with the training pipeline's hash. The comparison
+detectors' syntheses (issue 17): ``xray`` = Face X-ray's blended image and boundary map (CBI with blend
+ratio 1, ``method=face_xray``, plus B = 4·M·(1−M)); ``fwa`` / ``fwa_dfb`` = FWA's face warp with the
+authors' and DeepfakeBench's parameters (``method=fwa``, ``fwa/dfb``); SBI's detector (``method=sbi``)
+blends as ``sbi``. Each is images/s on one core (one thread) at 256. Reference figures: the official SBI
+self-blending ≈ 18 ms/image, DeepfakeBench's Face X-ray blend ≈ 64 ms/image (``cbi`` and ``xray`` are
+compared with it); FWA has none.
 
     python scripts/bench_blend.py --iters 300
 """
@@ -29,12 +34,14 @@ from omegaconf import OmegaConf
 from detect.analysis.engine_bench import compose_config
 from detect.data.anchor_tuples import AnchorTupleDataset
 from detect.data.blend import BlendConfig, CrossBlender, SelfBlender, load_landmark_index
+from detect.data.blend.face_warp import FaceWarpConfig, face_warp
 from detect.data.images import read_landmarks, read_rgb
 from detect.data.index import DatasetSpec, load_split
 from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import build_pipeline
+from detect.methods.face_xray import boundary_map
 
-REFERENCE_MS = {"sbi": 18.0, "cbi": 64.0}
+REFERENCE_MS = {"sbi": 18.0, "cbi": 64.0, "xray": 64.0}
 SIZE = 256
 
 
@@ -126,6 +133,26 @@ def main() -> None:
         path, img, lm = frames[i % n]
         cbi(img, lm, read_rgb(cbi.pick_foreground(path)))
 
+    xray_cfg = BlendConfig.from_mapping(training_config("face_xray").method.blend)
+    xray = CrossBlender(index, xray_cfg, args.seed)
+
+    def run_xray(i: int) -> None:
+        _, img, lm = frames[i % n]
+        boundary_map(xray(img, lm, foregrounds[i % n]).mask)
+
+    warps = {}
+    for name, method in (("fwa", "fwa"), ("fwa_dfb", "fwa/dfb")):
+        node = OmegaConf.to_container(training_config(method).method.warp, resolve=True)
+        warps[name] = FaceWarpConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in node.items()})
+    rng = np.random.default_rng(args.seed)
+
+    def warp_runner(warp: FaceWarpConfig):
+        def run(i: int) -> None:
+            _, img, lm = frames[i % n]
+            face_warp(img, lm, rng, warp)
+
+        return run
+
     pipeline = build_pipeline(train_cfg.input, train_cfg.augment.train)
     tuples = AnchorTupleDataset(
         table, pipeline, blend=cfg, cache_dir=os.path.join(args.cache_dir, "blend"), seed=args.seed
@@ -136,7 +163,15 @@ def main() -> None:
         tuples[i % len(tuples)]
 
     out = {"config_hash": cfg.key(), "size": SIZE, "threads": 1, "frames": n, "iters": args.iters}
-    runs = (("sbi", run_sbi), ("cbi", run_cbi), ("cbi_read", run_cbi_read), ("tuple", run_tuple))
+    runs = (
+        ("sbi", run_sbi),
+        ("cbi", run_cbi),
+        ("cbi_read", run_cbi_read),
+        ("xray", run_xray),
+        ("fwa", warp_runner(warps["fwa"])),
+        ("fwa_dfb", warp_runner(warps["fwa_dfb"])),
+        ("tuple", run_tuple),
+    )
     for name, fn in runs:
         per_second(fn, args.warmup)
         rate = per_second(fn, args.iters if name != "tuple" else max(1, args.iters // 4))
