@@ -165,3 +165,13 @@ def test_smoke_run_trains_and_evaluates(synthetic_cache, tmp_path, option):
     results = train_in_process(synthetic_cache, tmp_path, [f"method={option}", "+scale=smoke"]).results
     auc = results["metrics"]["FF++"]["frame_auc"]
     assert 0.0 <= auc <= 1.0 and results["method_info"]["architecture"] == option.split("/")[0]
+
+
+def test_paper_scale_asks_no_pretrained_weights_for_a_network_without_backbone():
+    from detect.engine.run_config import check_pretrained
+
+    cfg = compose(["method=meso4/dfb", "+scale=paper"])
+    assert cfg.backbone.name == "none" and cfg.backbone.pretrained is None
+    check_pretrained(cfg)  # no timm network: nothing to initialise from ImageNet
+    with pytest.raises(ValueError, match="backbone.pretrained"):
+        check_pretrained(compose(["method=cnn_aug", "+scale=paper"]))
