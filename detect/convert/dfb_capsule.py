@@ -13,7 +13,7 @@ Inputs 256 px, mean = std = 0.5.
 from __future__ import annotations
 
 from detect.convert.common import Format, map_keys
-from detect.convert.dfb_meso4 import DFB_256_CONFIG
+from detect.convert.dfb_input import DFB_256_CONFIG
 
 #: Index in DeepfakeBench's primary-capsule ``nn.Sequential`` -> ours (``conv.<j>`` / ``stats.<j>``).
 CAPSULE_LAYERS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from detect.convert.common import ConversionError, Format, map_keys, two_logit_head
-from detect.convert.dfb_meso4 import DFB_256_CONFIG
+from detect.convert.dfb_input import DFB_256_CONFIG
 
 #: DeepfakeBench's ``backbone.resnet`` index -> timm ResNet module.
 RESNET_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}

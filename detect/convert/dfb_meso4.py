@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from detect.convert.common import ConversionError, Format, map_keys, two_logit_head
+from detect.convert.dfb_input import DFB_256_CONFIG
 
 #: DeepfakeBench module -> ours (``net.`` of :class:`~detect.methods.mesonet.MesoNet`).
 MODULES = {
@@ -24,12 +25,6 @@ MODULES = {
     "fc1": "classifier.1",
 }
 HEAD = "backbone.fc2."
-
-#: What a converted DeepfakeBench checkpoint at 256 px records (input, face crop, video aggregation).
-DFB_256_CONFIG = {
-    "input": {"size": 256, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop": None},
-    "inference": {"crop": {"mode": "align", "scale": 1.3, "size": 256}, "aggregate": "mean"},
-}
 
 
 def convert_mesonet(

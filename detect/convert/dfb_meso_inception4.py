@@ -11,7 +11,8 @@ No biases in any convolution. Inputs 256 px, mean = std = 0.5.
 from __future__ import annotations
 
 from detect.convert.common import Format
-from detect.convert.dfb_meso4 import DFB_256_CONFIG, convert_mesonet
+from detect.convert.dfb_input import DFB_256_CONFIG
+from detect.convert.dfb_meso4 import convert_mesonet
 
 
 def _modules() -> dict[str, str]:
