@@ -15,7 +15,9 @@ from detect.models.backbone import Backbone, build_backbone
 from detect.models.weights import WeightsError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "backbone"
-CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml"))
+#: options describing the input only (timm_name: null), for methods with their own network (MesoNet)
+INPUT_ONLY = {"none"}
+CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem not in INPUT_ONLY)
 SMALL = {"tiny", "small"}  # cheap enough for a forward pass in every test run
 
 
@@ -51,6 +53,13 @@ def test_config_builds(name: str) -> None:
         fmap = b.eval().forward_features(x)
         assert fmap.shape[:2] == (2, b.num_features)
         assert b(x).shape == (2, b.num_features)
+
+
+def test_an_input_only_option_builds_no_backbone_and_says_so() -> None:
+    c = OmegaConf.load(CONF / "none.yaml")
+    assert c.timm_name is None and c.name == "none" and c.pretrained is False and len(c.mean) == 3
+    with pytest.raises(ValueError, match="describes the input only.*choose one with backbone="):
+        build_backbone(c)
 
 
 def test_tiny_shapes(tiny: Backbone) -> None:

@@ -15,6 +15,8 @@ def absolute_paths(cfg: DictConfig) -> None:
 
 def check_pretrained(cfg: DictConfig) -> None:
     """``scale=paper`` leaves ``backbone.pretrained`` undecided (null): a path, or false on purpose."""
+    if cfg.backbone.get("timm_name", "") is None:  # an input-only backbone option: no network to initialise
+        return
     if cfg.backbone.get("pretrained", False) is None:
         raise ValueError(
             f"scale=paper trains from ImageNet weights, which cannot be downloaded here: pass "

@@ -165,6 +165,12 @@ def _drop_post_pool(model: nn.Module, timm_name: str) -> list[str]:
 def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
     """Build a :class:`Backbone` from a backbone config mapping (see the module docstring)."""
     cfg = dict(_plain(cfg))
+    if "timm_name" in cfg and cfg["timm_name"] is None:
+        raise ValueError(
+            f"backbone={cfg.get('name')} describes the input only (conf/backbone/{cfg.get('name')}.yaml has "
+            "timm_name: null, for methods with their own network such as MesoNet): this method builds a timm "
+            "backbone, choose one with backbone=... (e.g. backbone=effb4)"
+        )
     for key in ("name", "timm_name", "input_size"):
         if key not in cfg or cfg[key] is None:
             raise ValueError(f"backbone config lacks '{key}': {cfg}")
