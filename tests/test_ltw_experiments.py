@@ -67,7 +67,7 @@ def test_table2_renders_from_a_sweep(tmp_path: Path):
     md = render_markdown(table, load_paper_table("ltw", "table2"))
     assert "GID-DF23 frame_acc" in md and "GID-F2F40 frame_eer" in md
     assert "| ltw | Ours |" in md and "0.856" in md  # the paper's ACC of LTW on GID-DF23 beside ours
-    # every row of the paper's table is run here: ForensicTransfer's printed ACC beside ours, none printed alone
+    # every row of the paper's table is run here (ForensicTransfer's printed ACC beside ours)
     assert "| forensic_transfer | ForensicTransfer |" in md and "| — |" not in md
     assert "| multitask | Multi-task |" in md
     # each row is assembled from its four benchmark runs: no cell is empty

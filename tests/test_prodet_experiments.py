@@ -56,8 +56,13 @@ def test_table3_sbi_row_is_the_plain_sbi_detector():
     for col in ("FF++", "CDFv1", "CDFv2", "DFDCP"):
         assert t3.value("SBI", col) == t1.value("SBI", col)
     cfg = compose(["experiment=prodet/table3"], hydra_keys=True)
-    assert cfg.table_spec.row_map["prodet_sbi"] == "SBI" and "prodet_anchors_s" not in cfg.table_spec.row_map
-    assert str(cfg.hydra.sweeper.params.method).split(",")[0] == "prodet/sbi"
-    run = compose(["experiment=prodet/table3", "method=prodet/sbi"]).method
-    assert run.attribute_classifier == "none" and list(run.anchors) == ["real", "sbi"]
+    assert cfg.table_spec.row_map["sbi_dfb"] == "SBI" and "prodet_anchors_s" not in cfg.table_spec.row_map
+    assert str(cfg.hydra.sweeper.params.method).split(",")[0] == "sbi/dfb"
+    t1 = compose(["experiment=prodet/table1"], hydra_keys=True)
+    assert (
+        "sbi/dfb" in str(t1.hydra.sweeper.params.method).split(",")
+        and t1.table_spec.row_map["sbi_dfb"] == "SBI"
+    )
+    run = compose(["experiment=prodet/table3", "method=sbi/dfb"]).method
+    assert run._target_ == "detect.methods.self_blended.SBI" and run.name == "sbi_dfb"
     assert (run.oriented_weight, run.transition_weight, list(run.bridge)) == (0.0, 0.0, [])
