@@ -1,0 +1,138 @@
+"""Clips of consecutive frames as ``(T, C, H, W)`` tensors, the data view of video detectors (issue 18).
+
+A clip is ``clip_len`` frames of one video (the sample table's ``video`` key: one face track, one label,
+one identity) whose frame numbers are consecutive. Clips come from any table whose videos hold runs of
+consecutive frames: preprocessing with ``clips=K clip_len=L`` stores such runs (and records them in the
+index, whose frame selection keeps them whole), and so does any dataset storing consecutive frames.
+Each run is cut into non-overlapping windows of ``clip_len`` from its first frame; ``clips_per_video``
+of a video's windows are taken spread evenly (all when None).
+
+Every clip gets ONE augmentation draw for all its frames (a per-frame draw would add flicker that is no
+trace of any manipulation), through the pipeline's shared-draw group transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from detect.data.datasets import sample_key
+from detect.data.images import read_rgb
+from detect.data.index import evenly_spaced
+from detect.data.transforms import Pipeline
+
+Perturbation = Callable[[np.ndarray, int], np.ndarray]
+
+
+def consecutive_windows(frames: np.ndarray, clip_len: int) -> list[np.ndarray]:
+    """Positions (into ``frames``, sorted ascending) of non-overlapping windows of ``clip_len`` consecutive
+    frame numbers, cut from the start of each run of consecutive numbers."""
+    frames = np.asarray(frames, dtype=np.int64)
+    if clip_len < 1:
+        raise ValueError(f"clip_len={clip_len}: must be at least 1")
+    if len(frames) and np.any(np.diff(frames) <= 0):
+        raise ValueError("frame numbers must be sorted and unique within a video")
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    out = []
+    for run in np.split(np.arange(len(frames)), breaks):
+        for k in range(len(run) // clip_len):
+            out.append(run[k * clip_len : (k + 1) * clip_len])
+    return out
+
+
+def table_clips(table: pd.DataFrame, clip_len: int, clips_per_video: int | None = None) -> list[np.ndarray]:
+    """Rows of ``table`` (positional) forming clips: per video, ``clips_per_video`` windows of ``clip_len``
+    consecutive frames spread evenly (all when None), in table order of the videos."""
+    table = table.reset_index(drop=True)
+    out: list[np.ndarray] = []
+    for _, grp in table.groupby("video", sort=False):
+        grp = grp.sort_values("frame", kind="stable")
+        if grp["label"].nunique() > 1:
+            raise ValueError(
+                f"video {grp['video'].iloc[0]!r} holds frames of both labels; video keys must be unique"
+            )
+        rows = grp.index.to_numpy()
+        windows = consecutive_windows(grp["frame"].to_numpy(), clip_len)
+        for k in evenly_spaced(len(windows), clips_per_video):
+            out.append(rows[windows[int(k)]])
+    return out
+
+
+def clip_pipeline(pipeline: Pipeline, clip_len: int) -> Pipeline:
+    """``pipeline`` itself when one shared draw covers ``clip_len`` images, else the same configuration
+    built for groups of ``clip_len`` images."""
+    if clip_len <= pipeline.max_group:
+        return pipeline
+    spec = pipeline.spec
+    return Pipeline(
+        size=spec["size"],
+        mean=spec["mean"],
+        std=spec["std"],
+        augment=spec["augment"],
+        crop=spec["crop"],
+        max_group=int(clip_len),
+    )
+
+
+class ClipDataset(Dataset):
+    """Clips: ``{"clip": [T, 3, H, W], "label", "index": the clip's number, "rows": [T] table rows}``.
+
+    ``train``: one augmentation draw shared by the clip's frames; ``perturbation``: a test-time
+    perturbation applied to every frame of a clip with the clip's first frame's key (one draw per clip).
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        pipeline: Pipeline,
+        clip_len: int,
+        train: bool,
+        clips_per_video: int | None = None,
+        perturbation: Perturbation | None = None,
+    ) -> None:
+        self.table = table.reset_index(drop=True)
+        self.clip_len = int(clip_len)
+        self.clips = table_clips(self.table, self.clip_len, clips_per_video)
+        if not self.clips:
+            runs = self.table.groupby("video").size()
+            raise ValueError(
+                f"no video holds {self.clip_len} consecutive frames ({len(runs)} videos, at most "
+                f"{int(runs.max()) if len(runs) else 0} frames each): preprocess with clips=K clip_len="
+                f"{self.clip_len}, or lower the method's clip_len"
+            )
+        self.pipeline = clip_pipeline(pipeline, self.clip_len)
+        self.train, self.perturbation = train, perturbation
+        self.paths = self.table["path"].tolist()
+        self.labels = self.table["label"].to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def clip_table(self) -> pd.DataFrame:
+        """One row per clip: the first frame's row of the table, plus ``n_frames``."""
+        first = self.table.iloc[[int(c[0]) for c in self.clips]].reset_index(drop=True)
+        first["n_frames"] = self.clip_len
+        return first
+
+    def load(self, i: int) -> list[np.ndarray]:
+        """The raw frames of clip ``i`` (perturbed with one draw, when configured)."""
+        rows = self.clips[i]
+        frames = [read_rgb(self.paths[int(r)]) for r in rows]
+        if self.perturbation is not None:
+            key = sample_key(self.paths[int(rows[0])])
+            frames = [self.perturbation(f, key) for f in frames]
+        return frames
+
+    def __getitem__(self, i: int) -> dict:
+        rows = self.clips[i]
+        frames, _ = self.pipeline.apply_shared(self.load(i), augment=self.train)
+        return {
+            "clip": torch.stack(frames),
+            "label": torch.tensor(self.labels[int(rows[0])], dtype=torch.float32),
+            "index": i,
+            "rows": torch.as_tensor(rows),
+        }
