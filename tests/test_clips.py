@@ -202,3 +202,44 @@ def test_index_records_clips_and_frame_budget_keeps_them_whole(tmp_path: Path) -
         write_index(index, "toy", [{**video, "frames": paths, "clips": bad}], root)
         with pytest.raises(IndexError_, match=msg):
             load_split(spec, "test")
+
+
+def test_mouth_clips_cut_one_square_per_clip_around_the_mean_mouth(tmp_path: Path) -> None:
+    # frame pixels encode their own coordinates (R = x, G = y); the mouth moves 2 px per frame
+    yy, xx = np.mgrid[0:64, 0:64]
+    coords = np.stack([xx * 3, yy * 3, np.zeros_like(xx)], -1).astype(np.uint8)
+    table = _table(tmp_path, {"a": (0, [0, 1, 2, 3])}, image=cv2.cvtColor(coords, cv2.COLOR_RGB2BGR))
+    centres, paths = [], []
+    for k in range(len(table)):
+        lm = np.zeros((68, 2), np.float32)
+        centre = np.array([40.0 + 2 * k, 30.0 + k])
+        lm[48:68] = centre + np.random.default_rng(k).normal(0, 3, (20, 2))
+        lm[48:68] += centre - lm[48:68].mean(0)  # the mouth points' centroid is exactly ``centre``
+        centres.append(centre)
+        p = tmp_path / f"lm{k}.npy"
+        np.save(p, lm)
+        paths.append(str(p))
+    table["landmark_path"] = paths
+    mean = np.mean(centres, axis=0)  # (43, 31.5)
+    x0, y0 = np.rint(mean - 8).astype(int)  # a 16-px square: corner (35, 24)
+    ds = ClipDataset(
+        table, Pipeline(16, [0, 0, 0], [1 / 255] * 3), clip_len=4, train=False, region="mouth", mouth_size=16
+    )
+    clip = ds[0]["clip"]  # normalised to raw 0-255 values by mean 0, std 1/255
+    assert clip.shape == (4, 3, 16, 16)
+    for t in range(4):  # the same window in every frame: no jitter
+        assert clip[t, 0, 0, 0].item() == pytest.approx(3 * x0) and clip[t, 1, 0, 0].item() == pytest.approx(
+            3 * y0
+        )
+        assert clip[t, 0, 0, 15].item() == pytest.approx(3 * (x0 + 15))
+    # near the border the square is padded black
+    ds = ClipDataset(
+        table, Pipeline(48, [0, 0, 0], [1 / 255] * 3), clip_len=4, train=False, region="mouth", mouth_size=48
+    )
+    clip = ds[0]["clip"]
+    x0 = int(np.rint(mean[0] - 24))  # 19: columns past x = 63 are outside the frame
+    assert (
+        clip[0, 0, 10, 63 - x0].item() == pytest.approx(3 * 63) and clip[0, :, 10, 64 - x0 :].abs().max() == 0
+    )
+    with pytest.raises(ValueError, match="region"):
+        ClipDataset(table, Pipeline(16, MEAN, STD), clip_len=4, train=False, region="lips")

@@ -9,6 +9,11 @@ of a video's windows are taken spread evenly (all when None).
 
 Every clip gets ONE augmentation draw for all its frames (a per-frame draw would add flicker that is no
 trace of any manipulation), through the pipeline's shared-draw group transform.
+
+``region="mouth"`` gives mouth clips for lip-based detectors: every frame of a clip is cut to one square
+of ``mouth_size`` pixels (of the stored face crop) centred on the mouth, the mean over the clip's frames of
+the 20 mouth landmarks (68-point scheme, points 48-67). One square per clip, as the face crop is one box
+per clip, so the mouth crop does not jitter either; parts outside the face crop are black.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import torch
 from torch.utils.data import Dataset
 
 from detect.data.datasets import sample_key
-from detect.data.images import read_rgb
+from detect.data.images import read_landmarks, read_rgb
 from detect.data.index import evenly_spaced
 from detect.data.transforms import Pipeline
 
 Perturbation = Callable[[np.ndarray, int], np.ndarray]
+REGIONS = ("face", "mouth")
+MOUTH_POINTS = slice(48, 68)  # dlib's 68-point scheme (the 81-point one shares its first 68)
 
 
 def consecutive_windows(frames: np.ndarray, clip_len: int) -> list[np.ndarray]:
@@ -62,6 +69,23 @@ def table_clips(table: pd.DataFrame, clip_len: int, clips_per_video: int | None 
     return out
 
 
+def mouth_square(landmarks: list[np.ndarray], size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` x ``size`` square centred on the clip's mean mouth position."""
+    centre = np.mean([np.asarray(lm, np.float64)[MOUTH_POINTS].mean(0) for lm in landmarks], axis=0)
+    x0, y0 = np.rint(centre - size / 2.0).astype(int)
+    return int(x0), int(y0)
+
+
+def cut_square(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` window of ``image`` at ``(x0, y0)``, black where it leaves the image."""
+    out = np.zeros((size, size, *image.shape[2:]), image.dtype)
+    h, w = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
 def clip_pipeline(pipeline: Pipeline, clip_len: int) -> Pipeline:
     """``pipeline`` itself when one shared draw covers ``clip_len`` images, else the same configuration
     built for groups of ``clip_len`` images."""
@@ -82,7 +106,9 @@ class ClipDataset(Dataset):
     """Clips: ``{"clip": [T, 3, H, W], "label", "index": the clip's number, "rows": [T] table rows}``.
 
     ``train``: one augmentation draw shared by the clip's frames; ``perturbation``: a test-time
-    perturbation applied to every frame of a clip with the clip's first frame's key (one draw per clip).
+    perturbation applied to every frame of a clip with the clip's first frame's key (one draw per clip);
+    ``region``: ``face`` (the stored crop) or ``mouth`` (one ``mouth_size`` square per clip around the mouth,
+    from the frames' landmark files).
     """
 
     def __init__(
@@ -93,7 +119,14 @@ class ClipDataset(Dataset):
         train: bool,
         clips_per_video: int | None = None,
         perturbation: Perturbation | None = None,
+        region: str = "face",
+        mouth_size: int = 96,
     ) -> None:
+        if region not in REGIONS:
+            raise ValueError(f"region={region!r}: use one of {REGIONS}")
+        if int(mouth_size) < 1:
+            raise ValueError(f"mouth_size={mouth_size}: must be at least 1")
+        self.region, self.mouth_size = region, int(mouth_size)
         self.table = table.reset_index(drop=True)
         self.clip_len = int(clip_len)
         self.clips = table_clips(self.table, self.clip_len, clips_per_video)
@@ -125,6 +158,10 @@ class ClipDataset(Dataset):
         if self.perturbation is not None:
             key = sample_key(self.paths[int(rows[0])])
             frames = [self.perturbation(f, key) for f in frames]
+        if self.region == "mouth":
+            lms = [read_landmarks(str(self.table.at[int(r), "landmark_path"])) for r in rows]
+            x0, y0 = mouth_square(lms, self.mouth_size)
+            frames = [cut_square(f, x0, y0, self.mouth_size) for f in frames]
         return frames
 
     def __getitem__(self, i: int) -> dict:
