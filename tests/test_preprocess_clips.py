@@ -162,3 +162,11 @@ def test_clip_settings_are_checked() -> None:
     # frame-wise settings keep their fingerprint (finished videos of earlier runs are still skipped)
     assert "clips" not in Settings().fingerprint() and "clips" in Settings(clips=2).fingerprint()
     assert FACE_VIDEO_FRAMES == 12  # EXPECTED_CLIPS assumes 12-frame videos
+
+
+def test_a_second_run_resumes_with_the_clips(clip_run) -> None:
+    cfg, out, _ = clip_run
+    again = run_preprocess(OmegaConf.to_container(cfg, resolve=True))
+    assert again["counts"]["resumed"] == 2 and again["counts"]["clips"] == 2 * CLIPS
+    index = json.loads((out / "dataset_json" / "FaceForensics++.json").read_text())
+    assert index["FaceForensics++"]["FF-real"]["train"]["c23"]["000"]["clips"] == EXPECTED_CLIPS
