@@ -243,3 +243,36 @@ def test_mouth_clips_cut_one_square_per_clip_around_the_mean_mouth(tmp_path: Pat
     )
     with pytest.raises(ValueError, match="region"):
         ClipDataset(table, Pipeline(16, MEAN, STD), clip_len=4, train=False, region="lips")
+
+
+def test_dfb_rule_reads_clips_over_the_stored_order(tmp_path: Path) -> None:
+    # stored frames evenly spaced over the video (not consecutive): DeepfakeBench's clip_size clips anyway
+    table = _table(
+        tmp_path,
+        {
+            "a": (0, [9 * i for i in range(32)]),
+            "b": (1, [5 * i for i in range(20)]),
+            "c": (1, list(range(7))),
+        },
+    )
+    assert table_clips(table, 8) == []  # no consecutive frame numbers
+    got = {table.iloc[r[0]]["video"]: [] for r in table_clips(table, 8, rule="dfb")}
+    for r in table_clips(table, 8, rule="dfb"):
+        pos = table.iloc[r]["frame"].to_numpy()
+        got[table.iloc[r[0]]["video"]].append(int(pos[0]))
+        assert len(r) == 8 and table.iloc[r]["video"].nunique() == 1
+    # a: 32 // 8 = 4 clips, step (32 - 8) // 3 = 8 -> stored positions 0, 8, 16, 24 (frames 0, 72, 144, 216)
+    # b: 2 clips, step (20 - 8) // 1 = 12 -> positions 0, 12 (frames 0, 60); c: 7 < 8 frames, no clip
+    assert got == {"toy/a": [0, 72, 144, 216], "toy/b": [0, 60]}
+    # training: random starts in [i * step, min((i + 1) * step, n - 8 + 1)), redrawn at every reseed
+    ds = ClipDataset(table, Pipeline(8, MEAN, STD), clip_len=8, train=True, rule="dfb", seed=0)
+    draws = []
+    for seed in range(6):
+        ds.reseed(seed)
+        assert len(ds) == 6
+        starts = [int(c[0]) for c in ds.clips]  # rows: the 32 of a first, then the 20 of b
+        a = [s for s in starts if s < 32]
+        b = [s - 32 for s in starts if s >= 32]
+        assert all(8 * i <= s < 8 * (i + 1) for i, s in enumerate(a)) and b[0] < 12 and b[1] == 12
+        draws.append(tuple(starts))
+    assert len(set(draws)) > 1

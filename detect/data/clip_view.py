@@ -7,6 +7,13 @@ index, whose frame selection keeps them whole), and so does any dataset storing 
 Each run is cut into non-overlapping windows of ``clip_len`` from its first frame; ``clips_per_video``
 of a video's windows are taken spread evenly (all when None).
 
+``rule="dfb"`` reads clips as DeepfakeBench's video mode does (``training/dataset/abstract_dataset.py``,
+``clip_size``): runs of ``clip_len`` frames consecutive in the video's STORED order (with its 32 evenly
+spaced frames these are not consecutive in the video), ``n // clip_len`` clips per video of ``n`` stored
+frames, the i-th starting at ``i * step`` with ``step = (n - clip_len) // (clips - 1)`` for evaluation and
+at a random position in ``[i * step, min((i + 1) * step, n - clip_len + 1))`` for training (redrawn at
+every reseed, i.e. every epoch); one clip at 0 (evaluation) or anywhere (training) when only one fits.
+
 Every clip gets ONE augmentation draw for all its frames (a per-frame draw would add flicker that is no
 trace of any manipulation), through the pipeline's shared-draw group transform.
 
@@ -31,6 +38,7 @@ from detect.data.index import evenly_spaced
 from detect.data.transforms import Pipeline
 
 Perturbation = Callable[[np.ndarray, int], np.ndarray]
+RULES = ("consecutive", "dfb")
 REGIONS = ("face", "mouth")
 MOUTH_POINTS = slice(48, 68)  # dlib's 68-point scheme (the 81-point one shares its first 68)
 
@@ -51,9 +59,33 @@ def consecutive_windows(frames: np.ndarray, clip_len: int) -> list[np.ndarray]:
     return out
 
 
-def table_clips(table: pd.DataFrame, clip_len: int, clips_per_video: int | None = None) -> list[np.ndarray]:
-    """Rows of ``table`` (positional) forming clips: per video, ``clips_per_video`` windows of ``clip_len``
-    consecutive frames spread evenly (all when None), in table order of the videos."""
+def dfb_clip_starts(n: int, clip_len: int, rng: np.random.Generator | None = None) -> list[int]:
+    """DeepfakeBench's video-mode clip starts over ``n`` stored frames (positions in stored order);
+    ``rng``: training's random starts, None: evaluation's fixed ones. Empty when ``n < clip_len``."""
+    if n < clip_len:
+        return []
+    clips = n // clip_len
+    if clips == 1:
+        return [0 if rng is None else int(rng.integers(0, n - clip_len + 1))]
+    step = (n - clip_len) // (clips - 1)
+    if rng is None:
+        return [i * step for i in range(clips)]
+    return [int(rng.integers(i * step, min((i + 1) * step, n - clip_len + 1))) for i in range(clips)]
+
+
+def table_clips(
+    table: pd.DataFrame,
+    clip_len: int,
+    clips_per_video: int | None = None,
+    rule: str = "consecutive",
+    rng: np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """Rows of ``table`` (positional) forming clips, in table order of the videos. ``consecutive``: per
+    video, ``clips_per_video`` windows of ``clip_len`` consecutive frame numbers spread evenly (all when
+    None); ``dfb``: DeepfakeBench's clips over the stored order (:func:`dfb_clip_starts`, ``rng`` for
+    training's random starts; ``clips_per_video`` then takes that many of them spread evenly)."""
+    if rule not in RULES:
+        raise ValueError(f"clip rule {rule!r}: use one of {RULES}")
     table = table.reset_index(drop=True)
     out: list[np.ndarray] = []
     for _, grp in table.groupby("video", sort=False):
@@ -63,7 +95,10 @@ def table_clips(table: pd.DataFrame, clip_len: int, clips_per_video: int | None 
                 f"video {grp['video'].iloc[0]!r} holds frames of both labels; video keys must be unique"
             )
         rows = grp.index.to_numpy()
-        windows = consecutive_windows(grp["frame"].to_numpy(), clip_len)
+        if rule == "dfb":
+            windows = [np.arange(s, s + clip_len) for s in dfb_clip_starts(len(rows), clip_len, rng)]
+        else:
+            windows = consecutive_windows(grp["frame"].to_numpy(), clip_len)
         for k in evenly_spaced(len(windows), clips_per_video):
             out.append(rows[windows[int(k)]])
     return out
@@ -121,6 +156,8 @@ class ClipDataset(Dataset):
         perturbation: Perturbation | None = None,
         region: str = "face",
         mouth_size: int = 96,
+        rule: str = "consecutive",
+        seed: int = 0,
     ) -> None:
         if region not in REGIONS:
             raise ValueError(f"region={region!r}: use one of {REGIONS}")
@@ -128,8 +165,15 @@ class ClipDataset(Dataset):
             raise ValueError(f"mouth_size={mouth_size}: must be at least 1")
         self.region, self.mouth_size = region, int(mouth_size)
         self.table = table.reset_index(drop=True)
-        self.clip_len = int(clip_len)
-        self.clips = table_clips(self.table, self.clip_len, clips_per_video)
+        self.clip_len, self.clips_per_video, self.rule = int(clip_len), clips_per_video, rule
+        self.random_starts = rule == "dfb" and train
+        self.clips = table_clips(
+            self.table,
+            self.clip_len,
+            clips_per_video,
+            rule,
+            np.random.default_rng(seed) if self.random_starts else None,
+        )
         if not self.clips:
             runs = self.table.groupby("video").size()
             raise ValueError(
@@ -144,6 +188,14 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def reseed(self, seed: int) -> None:
+        """Seed the augmentation draws and, for ``rule=dfb`` training, redraw the clips' random starts
+        (the number of clips per video does not change)."""
+        self.pipeline.set_seed(seed)
+        if self.random_starts:
+            rng = np.random.default_rng(int(seed) % 2**32)
+            self.clips = table_clips(self.table, self.clip_len, self.clips_per_video, self.rule, rng)
 
     def clip_table(self) -> pd.DataFrame:
         """One row per clip: the first frame's row of the table, plus ``n_frames``."""

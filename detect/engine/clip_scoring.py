@@ -3,7 +3,9 @@ validation and test scoring use (clip methods score clips, every other method fr
 
 A method is a clip method when it declares ``clip_len`` (an int: frames per clip, e.g. FTCN's 32) and
 takes ``predict(clips [B, T, C, H, W]) -> P(fake) [B]``; ``eval_clips_per_video`` (None: every clip the
-stored frames hold) sets how many clips of each video are scored, spread evenly over the video.
+stored frames hold) sets how many clips of each video are scored, spread evenly over the video;
+``clip_rule`` (default ``consecutive``; ``dfb``: DeepfakeBench's clips over the stored order) how clips are
+cut (:mod:`detect.data.clip_view`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def predict_clips(
         train=False,
         clips_per_video=getattr(method, "eval_clips_per_video", None),
         perturbation=pert,
+        rule=getattr(method, "clip_rule", "consecutive"),
     )
     rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
     loader = DataLoader(
