@@ -83,6 +83,7 @@ def test_clip_items_are_T_C_H_W_and_read_the_clip(tmp_path: Path) -> None:
     assert len(ds) == 2
     item = ds[1]
     assert item["clip"].shape == (5, 3, 8, 8) and item["label"].item() == 1.0
+    assert item["clip_index"] == 1 and item["indices"].tolist() == [5, 6, 7, 8, 9]
     # frame f is stored as grey level f: normalised (f/255 - 0.5) / 0.5, in order
     levels = item["clip"][:, 0, 0, 0]
     assert torch.allclose(levels, torch.tensor([(f / 255 - 0.5) / 0.5 for f in range(5, 10)]), atol=1e-5)
@@ -269,7 +270,7 @@ def test_dfb_rule_reads_clips_over_the_stored_order(tmp_path: Path) -> None:
     draws = []
     for seed in range(6):
         ds.reseed(seed)
-        assert len(ds) == 6
+        assert len(ds) == 6 and ds.labels.tolist() == [0, 0, 0, 0, 1, 1]  # one label per clip
         starts = [int(c[0]) for c in ds.clips]  # rows: the 32 of a first, then the 20 of b
         a = [s for s in starts if s < 32]
         b = [s - 32 for s in starts if s >= 32]

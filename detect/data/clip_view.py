@@ -138,7 +138,9 @@ def clip_pipeline(pipeline: Pipeline, clip_len: int) -> Pipeline:
 
 
 class ClipDataset(Dataset):
-    """Clips: ``{"clip": [T, 3, H, W], "label", "index": the clip's number, "rows": [T] table rows}``.
+    """Clips: ``{"clip": [T, 3, H, W], "label", "clip_index": the clip's number, "indices": [T] table rows}``
+    (``indices`` as the group views name table rows, so the engine's non-finite-loss report lists the
+    clip's frames); ``labels``: one label per clip (class-balanced sampling).
 
     ``train``: one augmentation draw shared by the clip's frames; ``perturbation``: a test-time
     perturbation applied to every frame of a clip with the clip's first frame's key (one draw per clip);
@@ -184,10 +186,15 @@ class ClipDataset(Dataset):
         self.pipeline = clip_pipeline(pipeline, self.clip_len)
         self.train, self.perturbation = train, perturbation
         self.paths = self.table["path"].tolist()
-        self.labels = self.table["label"].to_numpy()
+        self.frame_labels = self.table["label"].to_numpy()
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """One label per clip (its video's)."""
+        return self.frame_labels[[int(c[0]) for c in self.clips]]
 
     def reseed(self, seed: int) -> None:
         """Seed the augmentation draws and, for ``rule=dfb`` training, redraw the clips' random starts
@@ -221,7 +228,7 @@ class ClipDataset(Dataset):
         frames, _ = self.pipeline.apply_shared(self.load(i), augment=self.train)
         return {
             "clip": torch.stack(frames),
-            "label": torch.tensor(self.labels[int(rows[0])], dtype=torch.float32),
-            "index": i,
-            "rows": torch.as_tensor(rows),
+            "label": torch.tensor(self.frame_labels[int(rows[0])], dtype=torch.float32),
+            "clip_index": i,
+            "indices": torch.as_tensor(rows),
         }

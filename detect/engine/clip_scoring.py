@@ -81,7 +81,7 @@ def predict_clips(
         batch = to_device(batch, runtime)
         with runtime.autocast():
             out = method.predict(batch["clip"])
-        indices.append(batch["index"].cpu().numpy())
+        indices.append(batch["clip_index"].cpu().numpy())
         probs.append(out.float().cpu().numpy())
     method.train(was_training)
     idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
