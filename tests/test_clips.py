@@ -277,3 +277,18 @@ def test_dfb_rule_reads_clips_over_the_stored_order(tmp_path: Path) -> None:
         assert all(8 * i <= s < 8 * (i + 1) for i, s in enumerate(a)) and b[0] < 12 and b[1] == 12
         draws.append(tuple(starts))
     assert len(set(draws)) > 1
+
+
+@pytest.mark.e2e
+def test_a_clip_method_trains_validates_and_tests_on_clips(ff_fixture, tmp_path: Path) -> None:
+    from helpers import engine_cfg, fit_trainer
+
+    extra = ["method._target_=clip_probe.ClipProbe", "~method.loss", "~method.focal_gamma", "~method.dropout"]
+    tr, res = fit_trainer(engine_cfg(ff_fixture, tmp_path, [*extra, "trainer.epochs=1"]), tmp_path / "run")
+    # training items were clips (4 stored frames per video: one DeepfakeBench clip each)
+    assert len(tr.train_dataset) == tr.train_dataset.table["video"].nunique()
+    assert "val_frame_auc" in res["val_history"][0]
+    m = res["metrics"]["FF++"]
+    # 10 test frames per video: two clips of 4 each (starts 0 and 6), scored per clip, averaged per video
+    assert m["n_clips"] == 2 * m["n_videos"] and m["n_frames"] == 4 * m["n_clips"]
+    assert 0.0 <= m["video_auc"] <= 1.0
