@@ -127,6 +127,39 @@ def evenly_spaced(n_stored: int, n_wanted: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n_stored - 1, n_wanted).astype(int))
 
 
+def recorded_clips(clips, frame_numbers: Sequence[int], where: str) -> list[list[int]]:
+    """A video node's optional ``clips`` (lists of frame numbers) checked: each clip's numbers are
+    consecutive and every one is a stored frame of the video."""
+    if not isinstance(clips, Sequence) or isinstance(clips, str):
+        raise IndexError_(f"{where}['clips'] must be a list of lists of frame numbers, got {clips!r}")
+    stored = set(frame_numbers)
+    out = []
+    for k, clip in enumerate(clips):
+        try:
+            nums = [int(i) for i in clip]
+        except (TypeError, ValueError) as err:
+            raise IndexError_(f"{where}['clips'][{k}] is not a list of frame numbers: {clip!r}") from err
+        if not nums or any(b != a + 1 for a, b in zip(nums, nums[1:], strict=False)):
+            raise IndexError_(f"{where}['clips'][{k}] = {nums} is not a run of consecutive frame numbers")
+        absent = [i for i in nums if i not in stored]
+        if absent:
+            raise IndexError_(
+                f"{where}['clips'][{k}] names frames {absent} that are not in its 'frames' list"
+            )
+        out.append(nums)
+    return out
+
+
+def frames_of_clips(clips: Sequence[Sequence[int]], frames_per_video: int | None) -> set[int]:
+    """The frame numbers kept from a video stored as clips: whole clips, ``ceil(frames_per_video /
+    clip_len)`` of them spread evenly over the video's clips (every clip when None), so that a frame
+    budget never cuts a clip apart."""
+    if not clips:
+        return set()
+    n = None if frames_per_video is None else -(-int(frames_per_video) // len(clips[0]))
+    return {i for k in evenly_spaced(len(clips), n) for i in clips[int(k)]}
+
+
 def source_video_id(video_id: str, pairing: str) -> str:
     """The source (target) video a fake was made from: FF++ fake ``000_003`` pairs with real ``000``."""
     if pairing == "ff":
@@ -257,7 +290,16 @@ def load_split(
             order = sorted(frames, key=frame_number)
         except ValueError as err:
             raise IndexError_(f"{spec.index}: {list(keys)} has a frame name that is not a number") from err
-        chosen = evenly_spaced(len(order), frames_per_video)
+        if video.get("clips"):
+            keep = frames_of_clips(
+                recorded_clips(
+                    video["clips"], [frame_number(f) for f in order], f"{spec.index}: {list(keys)}"
+                ),
+                frames_per_video,
+            )
+            chosen = [k for k, f in enumerate(order) if frame_number(f) in keep]
+        else:
+            chosen = evenly_spaced(len(order), frames_per_video)
         comp = spec.compression or "-"
         for i in chosen:
             raw = order[int(i)]
@@ -311,7 +353,9 @@ def write_index(
     """Write a DeepfakeBench index JSON atomically.
 
     Each item of ``videos`` has keys ``label_name``, ``split``, ``compression`` (or None), ``video_id``,
-    ``frames`` (paths) and optionally ``masks``. Paths are stored relative to ``root`` with ``/``.
+    ``frames`` (paths) and optionally ``masks`` and ``clips`` (lists of consecutive frame numbers, each
+    number one of ``frames``: an optional key DeepfakeBench's loader ignores). Paths are stored relative
+    to ``root`` with ``/``.
     """
     tree: dict = {dataset: {}}
     for v in videos:
@@ -324,6 +368,8 @@ def write_index(
         }
         if v.get("masks"):
             entry["masks"] = [Path(os.path.relpath(m, root)).as_posix() for m in v["masks"]]
+        if v.get("clips"):
+            entry["clips"] = [[int(i) for i in clip] for clip in v["clips"]]
         node[v["video_id"]] = entry
     from detect.utils.io import atomic_write_text
 

@@ -20,14 +20,14 @@ from detect.engine.checkpoint import (
     load_method_state,
     require_run_checkpoint,
 )
+from detect.engine.clip_scoring import metrics_for, predict_for_method
 from detect.engine.loggers import build_logger
 from detect.engine.method_builder import build_method
-from detect.engine.predict_loop import predict_table, table_mpd
+from detect.engine.predict_loop import table_mpd
 from detect.engine.report import format_metrics_table, git_commit, save_predictions, write_results
 from detect.engine.run_config import absolute_paths
 from detect.engine.runtime import Runtime, cleanup, seed_everything, setup_runtime
 from detect.engine.trust import checkpoint_build_config
-from detect.evaluation.metrics import compute_metrics
 from detect.evaluation.perturbations import build_perturbation
 
 
@@ -46,7 +46,7 @@ def evaluate_sets(
     tr = cfg.trainer
     for name, spec in test_sets.items():
         table = limited_table(tables[f"test/{name}"], tr.limit_eval_batches, int(tr.eval_batch_size))
-        preds = predict_table(
+        preds = predict_for_method(
             method,
             table,
             pipeline,
@@ -58,7 +58,7 @@ def evaluate_sets(
             desc=f"test {name}",
             progress=tr.progress,
         )
-        metrics[name] = compute_metrics(preds)
+        metrics[name] = metrics_for(preds)
         metrics[name].update(perturbation_record(spec.perturbation, table["path"]))
         if spec.mpd_draws:
             metrics[name]["mpd"] = table_mpd(

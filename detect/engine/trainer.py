@@ -36,13 +36,14 @@ from detect.engine.checkpoint import (
     load_method_state,
     save_checkpoint,
 )
+from detect.engine.clip_scoring import metrics_for, predict_for_method
 from detect.engine.context import StepContext
 from detect.engine.data_needs import check_data_needs
 from detect.engine.distributed import check_shared_run_dir, sync_batchnorm, wrap_for_training
 from detect.engine.loggers import build_logger
 from detect.engine.method_builder import build_method
 from detect.engine.phases import run_phases
-from detect.engine.predict_loop import predict_table, to_device
+from detect.engine.predict_loop import to_device
 from detect.engine.report import format_metrics_table, git_commit, write_results
 from detect.engine.resume_check import ResumeRefused, config_differences, normalised
 from detect.engine.run_config import absolute_paths, check_pretrained
@@ -57,7 +58,6 @@ from detect.engine.runtime import (
 )
 from detect.engine.scoring import evaluate_sets
 from detect.engine.signals import StopGuard, announce_preemption
-from detect.evaluation.metrics import compute_metrics
 from detect.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -451,7 +451,7 @@ class Trainer:
         if "val" not in self.tables:
             return None
         tr, rt = self.cfg.trainer, self.runtime
-        preds = predict_table(
+        preds = predict_for_method(
             self.method,
             limited_table(self.tables["val"], tr.limit_eval_batches, int(tr.eval_batch_size)),
             self.eval_pipeline,
@@ -463,7 +463,7 @@ class Trainer:
             desc="val",
             progress=tr.progress,
         )
-        return compute_metrics(preds)
+        return metrics_for(preds)
 
     def fit(self) -> dict:
         """Train, select on validation, test; returns the results written to results.json."""

@@ -3,6 +3,8 @@
 One job per video: read N evenly spaced frames -> detect the largest face -> landmarks -> crop
 (x1.3 square, 256 x 256) -> ``frames/<video>/<NNN>.png``, ``landmarks/<video>/<NNN>.npy`` and, where
 the dataset has mask videos, ``masks/<video>/<NNN>.png`` (NNN: the frame's index in the video).
+With ``clips=K clip_len=L`` the frames are instead K clips of L consecutive frames, each clip cropped
+with one box (:mod:`detect.data.preprocess.clips`), and the index lists the clips beside the frames.
 A finished video gets a small state file (written atomically, last) under
 ``<output_dir>/preprocess_state/``; a later run skips every video whose state matches the current
 settings and whose files exist. Videos that cannot be read, or show no face in any sampled frame,
@@ -27,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from detect.data.index import resolve_frame_path, write_index
-from detect.data.preprocess.crop import CROP_MODES, apply_affine, crop_matrix, warp
+from detect.data.preprocess.clips import clip_frames, clip_starts, track_face, union_box
+from detect.data.preprocess.crop import CROP_MODES, apply_affine, box_matrix, crop_matrix, warp
 from detect.data.preprocess.face_detection import (
     FaceModelConfig,
     FaceModels,
@@ -72,8 +75,18 @@ class Settings:
     crop_size: int = 256
     mask_threshold: int = 1
     landmark_dtype: str = "int64"
+    clips: int | None = None
+    clip_len: int = 32
 
     def validate(self) -> None:
+        if self.clips is not None:
+            if int(self.clips) < 1 or int(self.clip_len) < 1:
+                raise ValueError(f"clips={self.clips} clip_len={self.clip_len}: both must be at least 1")
+            if self.crop_mode != "box":
+                raise ValueError(
+                    f"clips need crop.mode=box (one box per clip); crop.mode={self.crop_mode!r} aligns "
+                    "every frame on its own landmarks"
+                )
         if self.video_backend not in BACKENDS:
             raise ValueError(f"video_backend={self.video_backend!r}: use one of {BACKENDS}")
         if self.crop_mode not in CROP_MODES:
@@ -101,7 +114,15 @@ class Settings:
         out = asdict(self)
         out.pop("video_backend")
         out["faces"] = faces
-        out["frame_rule"] = "floor(linspace(0, n-1, num_frames))"
+        if self.clips is None:
+            out.pop("clips")
+            out.pop("clip_len")
+            out["frame_rule"] = "floor(linspace(0, n-1, num_frames))"
+        else:
+            out.pop("num_frames")
+            out["frame_rule"] = (
+                "clips: floor(linspace(0, n-clip_len, clips)) + 0..clip_len-1, one box per clip"
+            )
         return json.loads(json.dumps(out))
 
 
@@ -134,6 +155,7 @@ class VideoResult:
     mask_note: str | None = None
     error: str | None = None
     landmark_points: int | None = None
+    clips: list[list[int]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- one video
@@ -172,6 +194,8 @@ def _mask_frames(
 
 def process_video(job: VideoJob, settings: Settings, models: FaceModels) -> VideoResult:
     """Sample, detect, crop and write one video; write its state file last."""
+    if settings.clips is not None:
+        return process_video_clips(job, settings, models)
     video = job.entry.path
     try:
         sampled = read_sampled(video, settings.num_frames, settings.video_backend)
@@ -193,36 +217,94 @@ def process_video(job: VideoJob, settings: Settings, models: FaceModels) -> Vide
         landmarks = models.predictor.predict(rgb, det.box)
         result.landmark_points = len(landmarks)
         matrix = crop_matrix(settings.crop_mode, det.box, landmarks, settings.crop_scale, size)
-        face = warp(rgb, matrix, size)
-        points = apply_affine(matrix, landmarks)
-        points = (
-            np.rint(points).astype(np.int64)
-            if settings.landmark_dtype == "int64"
-            else points.astype(np.float32)
-        )
-        name = _frame_name(i)
-        png = job.folder("frames") / f"{name}.png"
-        png.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {png}")
-        npy = job.folder("landmarks") / f"{name}.npy"
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        np.save(npy, points)
-        result.frames.append(str(png))
-        if i in masks:
-            gray = cv2.cvtColor(masks[i], cv2.COLOR_RGB2GRAY)
-            crop = warp(gray, matrix, size)
-            binary = np.where(crop > settings.mask_threshold, 255, 0).astype(np.uint8)
-            mpng = job.folder("masks") / f"{name}.png"
-            mpng.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(mpng), binary):
-                raise OSError(f"could not write {mpng}")
-            result.masks.append(str(mpng))
-        records[name] = {
-            "box": [round(v, 2) for v in det.box],
-            "score": round(det.score, 4),
-            "matrix": np.round(matrix, 6).tolist(),
-        }
+        records[_frame_name(i)] = _write_frame(job, settings, result, i, rgb, masks.get(i), matrix, landmarks)
+        records[_frame_name(i)].update(box=[round(v, 2) for v in det.box], score=round(det.score, 4))
+    if not result.frames:
+        result.status = "no_face"
+    _write_state(job, settings, result, records)
+    return result
+
+
+def _write_frame(
+    job: VideoJob,
+    settings: Settings,
+    result: VideoResult,
+    i: int,
+    rgb: np.ndarray,
+    mask: np.ndarray | None,
+    matrix: np.ndarray,
+    landmarks: np.ndarray,
+) -> dict:
+    """Crop frame ``i`` (and its mask) with ``matrix``, write the PNG, landmarks and mask; returns the
+    frame's state record (its matrix)."""
+    size = settings.crop_size
+    face = warp(rgb, matrix, size)
+    points = apply_affine(matrix, landmarks)
+    points = (
+        np.rint(points).astype(np.int64) if settings.landmark_dtype == "int64" else points.astype(np.float32)
+    )
+    name = _frame_name(i)
+    png = job.folder("frames") / f"{name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(png), cv2.cvtColor(face, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {png}")
+    npy = job.folder("landmarks") / f"{name}.npy"
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, points)
+    result.frames.append(str(png))
+    if mask is not None:
+        gray = cv2.cvtColor(mask, cv2.COLOR_RGB2GRAY)
+        crop = warp(gray, matrix, size)
+        binary = np.where(crop > settings.mask_threshold, 255, 0).astype(np.uint8)
+        mpng = job.folder("masks") / f"{name}.png"
+        mpng.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(mpng), binary):
+            raise OSError(f"could not write {mpng}")
+        result.masks.append(str(mpng))
+    return {"matrix": np.round(matrix, 6).tolist()}
+
+
+def process_video_clips(job: VideoJob, settings: Settings, models: FaceModels) -> VideoResult:
+    """``clips`` clips of ``clip_len`` consecutive frames, each cropped with one box: ``crop_scale`` x the
+    union of the tracked face's boxes over the clip (grown to hold the clip's landmarks). A clip with a
+    frame the decoder did not deliver or without a face is dropped (its frames are reported)."""
+    video, length = job.entry.path, int(settings.clip_len)
+    try:
+        n_total = count_frames(video, settings.video_backend)
+        if n_total <= 0:
+            raise VideoReadError(f"video has no frames: {video}")
+        starts = clip_starts(n_total, int(settings.clips), length)
+        if not starts:
+            raise VideoReadError(f"{video} has {n_total} frames, fewer than one clip (clip_len={length})")
+        planned = clip_frames(starts, length)
+        sampled = read_frames(video, [i for c in planned for i in c], n_total, settings.video_backend)
+    except VideoReadError as err:
+        return VideoResult(job, "unreadable", error=str(err))
+    result = VideoResult(
+        job, "ok", n_total=n_total, sampled=list(sampled.wanted), missing_frames=sampled.missing
+    )
+    masks, result.mask_note = _mask_frames(job, sampled.wanted, settings)
+    _clear_outputs(job)
+    records: dict[str, dict] = {}
+    for k, frames in enumerate(planned):
+        if any(i not in sampled.frames for i in frames):
+            continue  # listed under missing_frames
+        faces = track_face([models.detector.detect(sampled.frames[i]) for i in frames])
+        lost = [i for i, det in zip(frames, faces, strict=True) if det is None]
+        if lost:
+            result.no_face_frames.extend(lost)
+            continue
+        landmarks = [
+            models.predictor.predict(sampled.frames[i], d.box) for i, d in zip(frames, faces, strict=True)
+        ]
+        result.landmark_points = len(landmarks[0])
+        box = union_box([d.box for d in faces])
+        matrix = box_matrix(box, settings.crop_scale, settings.crop_size, np.concatenate(landmarks))
+        for i, det, lms in zip(frames, faces, landmarks, strict=True):
+            rec = _write_frame(job, settings, result, i, sampled.frames[i], masks.get(i), matrix, lms)
+            rec.update(box=[round(v, 2) for v in det.box], score=round(det.score, 4), clip=k)
+            records[_frame_name(i)] = rec
+        result.clips.append(list(frames))
     if not result.frames:
         result.status = "no_face"
     _write_state(job, settings, result, records)
@@ -244,6 +326,7 @@ def _write_state(job: VideoJob, settings: Settings, result: VideoResult, records
         "landmark_points": result.landmark_points,
         "frames": records,
         "masks": [Path(m).stem for m in result.masks],
+        "clips": result.clips,
     }
     atomic_write_json(job.state_path, state)
 
@@ -279,6 +362,7 @@ def load_done(job: VideoJob, fingerprint: dict) -> VideoResult | None:
         missing_frames=state.get("missing_frames", []),
         mask_note=state.get("mask_note"),
         landmark_points=state.get("landmark_points"),
+        clips=[[int(i) for i in c] for c in state.get("clips") or []],
     )
 
 
@@ -441,6 +525,8 @@ class PreprocessConfig:
                 crop_size=int(crop.get("size", 256)),
                 mask_threshold=int(cfg.get("mask_threshold", 1)),
                 landmark_dtype=str(lm.get("dtype", "int64")),
+                clips=None if cfg.get("clips") is None else int(cfg["clips"]),
+                clip_len=int(cfg.get("clip_len", 32)),
             ),
             workers=(os.cpu_count() or 1) if workers is None else int(workers),
             start_method=str(cfg.get("start_method", "spawn")),
@@ -544,6 +630,7 @@ def _index_videos(results: Sequence[VideoResult], with_compression: bool) -> lis
                 "video_id": e.video_id,
                 "frames": r.frames,
                 "masks": r.masks,
+                "clips": r.clips,
             }
         )
     return out
@@ -569,6 +656,7 @@ def _read_existing(path: Path, dataset: str, root: str, with_compression: bool) 
                                 "video_id": vid,
                                 "frames": [resolve_frame_path(f, root) for f in v["frames"]],
                                 "masks": [resolve_frame_path(m, root) for m in v.get("masks") or []],
+                                "clips": v.get("clips") or [],
                             }
                         )
         return videos
@@ -636,6 +724,7 @@ def build_summary(
             "processed": sum(not r.resumed for r in results),
             "indexed": len(by["ok"]),
             "frames": sum(len(r.frames) for r in by["ok"]),
+            "clips": sum(len(r.clips) for r in by["ok"]),
             "no_face": len(by["no_face"]),
             "unreadable": len(by["unreadable"]),
             "errors": len(by["error"]),

@@ -1,0 +1,118 @@
+"""Scoring clip detectors: per-clip predictions over a table's clips, and the dispatch the engine's
+validation and test scoring use (clip methods score clips, every other method frames).
+
+A method is a clip method when it declares ``clip_len`` (an int: frames per clip, e.g. FTCN's 32) and
+takes ``predict(clips [B, T, C, H, W]) -> P(fake) [B]``; ``eval_clips_per_video`` (None: every clip the
+stored frames hold) sets how many clips of each video are scored, spread evenly over the video;
+``clip_rule`` (default ``consecutive``; ``dfb``: DeepfakeBench's clips over the stored order) how clips are
+cut (:mod:`detect.data.clip_view`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from detect.data.clip_view import ClipDataset
+from detect.data.transforms import Pipeline
+from detect.engine.predict_loop import PREDICTION_COLUMNS, predict_table, to_device
+from detect.engine.runtime import Runtime
+from detect.evaluation.clip_metrics import compute_clip_metrics
+from detect.evaluation.metrics import compute_metrics
+from detect.evaluation.perturbations import build_perturbation
+
+
+def clip_len_of(method) -> int | None:
+    """The method's clip length, or None for a frame method."""
+    n = getattr(method, "clip_len", None)
+    if n is None:
+        return None
+    if int(n) < 1:
+        raise ValueError(f"{type(method).__name__}.clip_len={n}: must be at least 1")
+    return int(n)
+
+
+@torch.no_grad()
+def predict_clips(
+    method,
+    table: pd.DataFrame,
+    pipeline: Pipeline,
+    runtime: Runtime,
+    batch_size: int,
+    num_workers: int,
+    perturbation: Mapping | None = None,
+    limit_batches: int | None = None,
+    desc: str = "eval",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """P(fake) of every clip of ``table`` (sharded over processes, gathered on all): one row per clip with
+    the first frame's ``path``/``frame`` and the clip's ``n_frames``."""
+    pert = build_perturbation(perturbation) if perturbation is not None else None
+    dataset = ClipDataset(
+        table,
+        pipeline,
+        clip_len_of(method),
+        train=False,
+        clips_per_video=getattr(method, "eval_clips_per_video", None),
+        perturbation=pert,
+        rule=getattr(method, "clip_rule", "consecutive"),
+    )
+    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
+    loader = DataLoader(
+        Subset(dataset, rows.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    was_training = method.training
+    method.eval()
+    indices, probs = [], []
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
+    for b, batch in enumerate(bar):
+        if limit_batches is not None and b >= limit_batches:
+            break
+        batch = to_device(batch, runtime)
+        with runtime.autocast():
+            out = method.predict(batch["clip"])
+        indices.append(batch["clip_index"].cpu().numpy())
+        probs.append(out.float().cpu().numpy())
+    method.train(was_training)
+    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    prob = np.concatenate(probs) if probs else np.zeros(0, np.float32)
+    if runtime.distributed:
+        gathered: list = [None] * runtime.world_size
+        dist.all_gather_object(gathered, (idx, prob))
+        idx = np.concatenate([g[0] for g in gathered])
+        prob = np.concatenate([g[1] for g in gathered])
+    order = np.argsort(idx, kind="stable")
+    idx, prob = idx[order], prob[order]
+    clips = dataset.clip_table()
+    out = clips.iloc[idx][[*PREDICTION_COLUMNS, "n_frames"]].reset_index(drop=True)
+    out.insert(0, "index", idx)
+    out["prob"] = prob
+    if not np.all(np.isfinite(prob)):
+        bad = out.loc[~np.isfinite(prob), "path"].head(5).tolist()
+        raise FloatingPointError(f"{desc}: non-finite predictions, e.g. for the clips starting at {bad}")
+    return out
+
+
+def predict_for_method(method, table: pd.DataFrame, *args, **kwargs) -> pd.DataFrame:
+    """Clip predictions for a clip method, frame predictions otherwise (same arguments as
+    :func:`detect.engine.predict_loop.predict_table`)."""
+    if clip_len_of(method) is None:
+        return predict_table(method, table, *args, **kwargs)
+    return predict_clips(method, table, *args, **kwargs)
+
+
+def metrics_for(predictions: pd.DataFrame) -> dict:
+    """The metrics of frame or clip predictions (clip predictions carry ``n_frames``)."""
+    if "n_frames" in predictions.columns:
+        return compute_clip_metrics(predictions)
+    return compute_metrics(predictions)
