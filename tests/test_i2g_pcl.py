@@ -194,7 +194,7 @@ def test_configs_hold_both_recipes():
     assert (dfb.method.pcl_weight, dfb.method.mask_resize) == (1.0, "bilinear")
     assert dfb.method.name == "i2g_pcl_dfb"
     for c in (paper, dfb):
-        assert (c.method.optim.lr, c.method.optim.weight_decay, c.trainer.batch_size) == (2e-4, 5e-4, 16)
+        assert (c.method.optim.lr, c.method.optim.weight_decay, c.trainer.batch_size) == (2e-4, 5e-4, 32)
         assert (c.method.scheduler.step_size, c.method.scheduler.gamma) == (3, 0.4)
         assert [a["_target_"].split(".")[-1] for a in c.augment.train] == [
             "RGBShift",
