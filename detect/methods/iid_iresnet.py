@@ -92,8 +92,8 @@ def load_identity_network(cfg: Mapping) -> tuple[IResNet, dict]:
     if not path.is_file():
         raise FileNotFoundError(
             f"IID's identity network checkpoint {path} not found: set method.id_network.checkpoint to a "
-            "local ArcFace iresnet state dict (e.g. insightface's iresnet50 backbone.pth), or null for a seeded "
-            "random stand-in"
+            "local ArcFace iresnet state dict (e.g. insightface's iresnet50 backbone.pth), or null for a "
+            "seeded random stand-in"
         )
     net = IResNet(layers)
     net.load_state_dict(_read_state(path), strict=True)
