@@ -63,16 +63,21 @@ def test_pairwise_consistency_is_the_sigmoid_of_scaled_dot_products():
     # θ: patch a -> (2, 1), patch b -> (0, 2); dots: aa 5, ab 2, bb 4; scaled by 1/√2, then σ
     s = lambda d: 1.0 / (1.0 + math.exp(-d / math.sqrt(2.0)))  # noqa: E731
     want = torch.tensor([[[s(5), s(2)], [s(2), s(4)]]])
-    torch.testing.assert_close(branch(x), want)
+    torch.testing.assert_close(branch.consistency(x), want)
+    torch.testing.assert_close(branch(x), torch.tensor([[[5.0, 2.0], [2.0, 4.0]]]) / math.sqrt(2.0))
 
 
 def test_pcl_loss_by_hand():
     p = torch.tensor([[[0.9, 0.2], [0.2, 0.8]], [[0.5, 0.5], [0.5, 0.5]]])
+    scores = torch.log(p / (1 - p))  # σ(scores) = p
     t = torch.tensor([[[1.0, 0.5], [0.5, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
     first = (-math.log(0.9) - 2 * (0.5 * math.log(0.2) + 0.5 * math.log(0.8)) - math.log(0.8)) / 4
-    torch.testing.assert_close(pcl_loss(p, t), torch.tensor([first, math.log(2.0)]))
-    # saturated predictions stay finite (BCELoss's clamp of the logs at -100)
-    assert pcl_loss(torch.zeros(1, 1, 1), torch.ones(1, 1, 1)).item() == pytest.approx(100.0)
+    torch.testing.assert_close(pcl_loss(scores, t), torch.tensor([first, math.log(2.0)]))
+    # saturated scores keep a finite loss and gradient (where σ(s) rounds to 0 in float32)
+    s = torch.full((1, 1, 1), -200.0, requires_grad=True)
+    loss = pcl_loss(s, torch.ones(1, 1, 1))
+    loss.backward()
+    assert loss.item() == pytest.approx(200.0) and s.grad.item() == pytest.approx(-1.0)
 
 
 # -- the I2G pair view ----------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ summarised in docs/methods/i2g_pcl.md, which marks every reading, and from Deepf
   patch ``i`` (the mask averaged over the patch grid), ``V_ij = 1 − |M_i − M_j|``: 1 for two patches of
   the same source, 0 for a fully blended patch against a pristine one; a real image's volume is all ones.
 * **Loss** (Sec. 3.3): ``L = L_cls + λ L_PCL``, ``L_PCL`` the binary cross-entropy between ``V̂`` and
-  ``V`` averaged over the ``(HW)²`` entries (:func:`pcl_loss`); λ = ``pcl_weight`` (10, the paper;
-  DeepfakeBench 1). ``L_cls`` is binary cross-entropy on one logit (the two-class softmax of the paper and
-  DeepfakeBench has the same optimum).
+  ``V`` averaged over the ``(HW)²`` entries (:func:`pcl_loss`, from the pre-sigmoid scores);
+  λ = ``pcl_weight`` (10, the paper; DeepfakeBench 1). ``L_cls`` is binary cross-entropy on one logit
+  (the two-class softmax of the paper and DeepfakeBench has the same optimum).
 * **Classifier**: the backbone's own pooling of the last feature map and one linear logit; ``predict`` is
   the sigmoid and takes images only (the consistency branch is used in training alone).
 """
@@ -68,15 +68,18 @@ def consistency_volume(masks: Tensor, grid: tuple[int, int], resize: str = "area
     return 1.0 - (m[:, :, None] - m[:, None, :]).abs()
 
 
-def pcl_loss(predicted: Tensor, target: Tensor) -> Tensor:
-    """Per-sample BCE between the predicted volume (probabilities) and the target, mean over entries."""
-    p, t = predicted.float(), target.float()
-    log_p, log_q = p.log().clamp(min=-100.0), (1.0 - p).log().clamp(min=-100.0)  # as nn.BCELoss
-    return -(t * log_p + (1.0 - t) * log_q).flatten(1).mean(dim=1)
+def pcl_loss(scores: Tensor, target: Tensor) -> Tensor:
+    """Per-sample BCE between ``V̂ = σ(scores)`` and the target, mean over the volume's entries.
+
+    Computed from the pre-sigmoid ``scores`` (binary cross-entropy with logits): the same value as BCE on
+    the probabilities, without the infinite gradient of ``log σ`` where the sigmoid saturates."""
+    bce = F.binary_cross_entropy_with_logits(scores.float(), target.float(), reduction="none")
+    return bce.flatten(1).mean(dim=1)
 
 
 class PairwiseConsistency(nn.Module):
-    """``V̂ = σ(θ(F)ᵀ θ(F) / √C)`` over all patch pairs: ``[B, C, h, w]`` -> ``[B, h·w, h·w]``."""
+    """The scores ``θ(F)ᵀ θ(F) / √C`` of all patch pairs, ``[B, C, h, w]`` -> ``[B, h·w, h·w]``; the
+    predicted consistency is their sigmoid, ``V̂ = σ(scores)`` (:meth:`consistency`)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -85,7 +88,11 @@ class PairwiseConsistency(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         e = self.theta(x).flatten(2)  # [B, C, N]
-        return torch.sigmoid(torch.bmm(e.transpose(1, 2), e) * self.scale)
+        return torch.bmm(e.transpose(1, 2), e) * self.scale
+
+    def consistency(self, x: Tensor) -> Tensor:
+        """``V̂``: the predicted consistency volume in [0, 1]."""
+        return torch.sigmoid(self(x))
 
 
 class I2GPCL(Method):
@@ -138,7 +145,7 @@ class I2GPCL(Method):
 
     # -- network ------------------------------------------------------------------------------------
     def forward_parts(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``(logit [B], predicted consistency volume [B, h·w, h·w])``."""
+        """``(logit [B], consistency scores [B, h·w, h·w])``; ``σ(scores)`` is the predicted volume ``V̂``."""
         x = self.body.run(images, 0, self.pcl_at + 1)
         volume = self.pcl(x)
         x = self.body.run(x, self.pcl_at + 1)
