@@ -179,6 +179,23 @@ def _two_views(b: int, s: int, method, g: torch.Generator) -> dict:
     return out
 
 
+def _i2g_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
+    masks = torch.zeros(b, 2, 1, s, s)
+    masks[:, 1, :, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 0.8  # the I2G fake of each pair: a square
+    return {
+        "images": torch.randn(b, 2, 3, s, s, generator=g),
+        "masks": masks,
+        "labels": torch.tensor([0.0, 1.0]).repeat(b, 1),
+        "indices": torch.arange(b).repeat_interleave(2).view(b, 2),
+    }
+
+
+def _identities(b: int, s: int, method, g: torch.Generator) -> dict:
+    out = _frames(b, s, method, g)
+    out["identity"] = torch.randint(0, method.num_identities, (b,), generator=g)
+    return out
+
+
 #: the training view a method's ``build_train_dataset`` returns (its return annotation) -> a batch of it.
 #: A method with a new view adds its builder here.
 BATCHES: dict[str, Callable] = {
@@ -192,6 +209,8 @@ BATCHES: dict[str, Callable] = {
     "MaskedFrameDataset": _masked_frames,
     "MaskedFrameDataset | FrameDataset": _masked_frames,  # FFD: masks unless map_weight = 0
     "TwoViewDataset | FrameDataset": _two_views,  # CORE: two views, or single frames (batch_halves)
+    "I2GPairDataset": _i2g_pairs,  # I2G-PCL: (real, I2G fake) pairs with masks
+    "IdentityFrameDataset": _identities,  # IID: frames with identity indices
 }
 
 
