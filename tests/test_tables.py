@@ -291,3 +291,19 @@ def test_cli_latest_multirun_and_files(tmp_path: Path, monkeypatch: pytest.Monke
         )
     out = capsys.readouterr().out
     assert "| method._name_ | gid_df23 |" in out and "| ltw | 0.85 ± 0.05 |" in out and "baseline" not in out
+
+
+def test_rows_run_with_a_random_stand_in_network_are_marked(tmp_path: Path) -> None:
+    """IID's face recogniser or DPL's CLIP run as seeded random stand-ins (no local weights): the row is
+    marked in both renderings, with a footnote naming the network; rows without one are not."""
+    iid = _result("iid", 0, {"a": 0.7})
+    iid["method_info"] = {"identity_network": {"random_init": True, "seed": 0}, "freeze_id_network": True}
+    dpl = _result("dpl", 0, {"a": 0.8})
+    dpl["method_info"] = {"indicators": {"random_init": False}}
+    runs, _ = load_runs([_tree(tmp_path, [iid, dpl])])
+    table = build_table(runs, SPEC)
+    assert table.stand_ins == {"iid": ["identity_network"]}
+    md, tex = render_markdown(table), render_latex(table)
+    assert "| iid † | 0.700 |" in md and "| dpl | 0.800 |" in md
+    assert "† iid: ran with a seeded random stand-in for identity_network" in md
+    assert r"iid $^\dagger$ &" in tex and "% † iid: ran with a seeded random stand-in" in tex

@@ -147,6 +147,7 @@ class ResultTable:
     cells: dict[tuple[str, tuple[str, str]], Cell]
     excluded: list[Excluded] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stand_ins: dict[str, list[str]] = field(default_factory=dict)  # row -> networks run as random stand-ins
 
     @property
     def data_kinds(self) -> list[str]:
@@ -154,6 +155,26 @@ class ResultTable:
 
 
 # ---------------------------------------------------------------- gathering
+
+#: Marks a row whose runs used a seeded random stand-in for a pretrained network (see :func:`stand_in_parts`).
+STAND_IN_MARK = " †"
+
+
+def stand_in_parts(results: Mapping[str, Any]) -> list[str]:
+    """The parts of a run's ``method_info`` recorded with ``random_init: true``: networks a method loads from
+    a local checkpoint that ran as seeded random stand-ins (DPL's CLIP indicators, IID's face recogniser on a
+    machine without their weights), as dotted paths."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if node.get("random_init") is True:
+                found.append(path or "method")
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+
+    walk(results.get("method_info") or {}, "")
+    return sorted(found)
 
 
 def find_results(dirs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -375,6 +396,9 @@ def build_table(runs: Sequence[Run], spec: TableSpec, excluded: Sequence[Exclude
             notes.append(f"row {row!r} mixes git commits {sorted(map(str, commits))}")
         table.rows.append(row)
         table.row_data[row] = data
+        parts = sorted({p for r in members for p in stand_in_parts(r.results)})
+        if parts:
+            table.stand_ins[row] = parts
         for col in table.columns:
             table.cells[(row, col)] = _cell(members, *col)
     for ts in test_sets:
@@ -531,6 +555,20 @@ def _paper_row_label(table: ResultTable, row: str, paper: PaperTable) -> str:
     return prow if prow in paper.rows else "(not in paper)"
 
 
+def row_label(table: ResultTable, row: str) -> str:
+    """The row's label as rendered: marked when its runs used a random stand-in network."""
+    return row + STAND_IN_MARK if row in table.stand_ins else row
+
+
+def stand_in_lines(table: ResultTable) -> list[str]:
+    """One footnote per marked row, naming the stand-in networks."""
+    return [
+        f"{STAND_IN_MARK.strip()} {row}: ran with a seeded random stand-in for {', '.join(parts)} "
+        "(no pretrained weights given): its numbers do not measure the published method"
+        for row, parts in table.stand_ins.items()
+    ]
+
+
 def render_markdown(table: ResultTable, paper: PaperTable | None = None) -> str:
     """The table as Markdown, with data statement, seed statement, notes, exclusions and paper numbers."""
     spec, show_n = table.spec, _uniform_n(table) is None
@@ -540,7 +578,7 @@ def render_markdown(table: ResultTable, paper: PaperTable | None = None) -> str:
     lines.append("|" + "---|" * len(header))
     for row in table.rows:
         cells = [cell_text(table.cells.get((row, c)), spec.digits, show_n) for c in table.columns]
-        lines.append(_md_row([row, *cells]))
+        lines.append(_md_row([row_label(table, row), *cells]))
     if paper is not None:
         printed = paper_cells(table, paper)
         lines += ["", *_paper_heading(paper, "synthetic" in table.data_kinds), ""]
@@ -550,10 +588,10 @@ def render_markdown(table: ResultTable, paper: PaperTable | None = None) -> str:
         lines.append("|" + "---|" * (len(header) + 1))
         for row in table.rows:
             cells = [printed.get((row, c), "") for c in table.columns]
-            lines.append(_md_row([row, _paper_row_label(table, row, paper), *cells]))
+            lines.append(_md_row([row_label(table, row), _paper_row_label(table, row, paper), *cells]))
         for prow, cells in paper_only_rows(table, paper):
             lines.append(_md_row(["—", prow, *cells]))
-    extra = [f"- {n}" for n in table.notes] + _excluded_lines(table)
+    extra = [f"- {n}" for n in [*stand_in_lines(table), *table.notes]] + _excluded_lines(table)
     return "\n".join(lines + ([""] + extra if extra else [])) + "\n"
 
 
@@ -570,6 +608,7 @@ _LATEX_SPECIAL = {
     "^": r"\textasciicircum{}",
     "—": "--",
     "±": r"$\pm$",
+    "†": r"$^\dagger$",
 }
 
 
@@ -604,7 +643,10 @@ def render_latex(table: ResultTable, paper: PaperTable | None = None) -> str:
     """The table as a booktabs ``tabular`` with the data statement in the caption (and the paper's)."""
     spec, show_n = table.spec, _uniform_n(table) is None
     body = [
-        [row, *[cell_text(table.cells.get((row, c)), spec.digits, show_n) for c in table.columns]]
+        [
+            row_label(table, row),
+            *[cell_text(table.cells.get((row, c)), spec.digits, show_n) for c in table.columns],
+        ]
         for row in table.rows
     ]
     title = f"{spec.title}." if spec.title and spec.title[-1] not in ".!?" else spec.title
@@ -615,14 +657,20 @@ def render_latex(table: ResultTable, paper: PaperTable | None = None) -> str:
     if paper is not None:
         printed = paper_cells(table, paper)
         pbody = [
-            [row, _paper_row_label(table, row, paper), *[printed.get((row, c), "") for c in table.columns]]
+            [
+                row_label(table, row),
+                _paper_row_label(table, row, paper),
+                *[printed.get((row, c), "") for c in table.columns],
+            ]
             for row in table.rows
         ] + [["--", prow, *cells] for prow, cells in paper_only_rows(table, paper)]
         pcap = " ".join(_paper_heading(paper, "synthetic" in table.data_kinds))
         lines += ["", r"\begin{table}[t]", r"\centering", r"\caption{" + latex_escape(pcap) + "}"]
         pcols = _paper_columns(table, paper)
         lines += _latex_tabular(pcols, len(spec.metrics), ["row", "paper row"], pbody) + [r"\end{table}"]
-    extra = [f"% {n}" for n in table.notes] + [f"% {x}" for x in _excluded_lines(table)]
+    extra = [f"% {n}" for n in [*stand_in_lines(table), *table.notes]] + [
+        f"% {x}" for x in _excluded_lines(table)
+    ]
     return "\n".join(lines + extra) + "\n"
 
 
