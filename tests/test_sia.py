@@ -174,3 +174,89 @@ def test_smoke_run_on_the_synthetic_benchmark(synthetic_cache, tmp_path, recipe)
     trainer = train_in_process(synthetic_cache, tmp_path, [f"method={recipe}", "+scale=smoke"])
     metrics = trainer.results["metrics"]
     assert metrics and all(np.isfinite(v["frame_auc"]) for v in metrics.values())
+
+
+def _dfb_attention(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepfakeBench's SAIA module as its code reads (both attentions, 3x3 patch, 5 channels, weight 0.5,
+    batch-wide mean), written independently of ours: depthwise all-ones convolutions and a shifted-channel
+    loop."""
+    c = x.shape[1]
+    ones = torch.ones(c, 1, 3, 3, dtype=x.dtype)
+    intra = (
+        F.conv2d(x, 9 * torch.ones(c, 1, 1, 1, dtype=x.dtype), groups=c)
+        - F.conv2d(x, ones, padding=1, groups=c)
+    ).abs()
+    wrapped = torch.cat([x, x[:, :6]], dim=1)
+    inter = sum(x - wrapped[:, j : j + c] for j in range(1, 6)).abs()
+    d = intra + 0.5 * inter
+    channel = 1 + (-torch.log(torch.exp(-d / d.mean() / 2) + 0.1)).mean(dim=(2, 3), keepdim=True)
+    spatial = d / d.mean() / 2
+    return (torch.sigmoid(spatial) + 1) * x * channel, spatial
+
+
+class DfbSIA(torch.nn.Module):
+    """DeepfakeBench's SIA detector layout (``sia_detector.py``): its EfficientNet-B4 as ``backbone``, the
+    seven fixed-kernel SAIA modules (only 1, 2 and 4 run, after blocks 5, 9 and 21), links conv1/2/3, the
+    unused ``linear``; the classifier pools the head's output into ``backbone.last_layer``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from efficientnet_pytorch import EfficientNet
+
+        self.backbone = torch.nn.Module()
+        self.backbone.efficientnet = EfficientNet.from_name("efficientnet-b4")
+        self.backbone.efficientnet._conv_stem = torch.nn.Conv2d(3, 48, 3, stride=2, bias=False)
+        self.backbone.efficientnet._fc = torch.nn.Identity()
+        self.backbone.last_layer = torch.nn.Linear(1792, 2)
+        for i, c in enumerate([24, 32, 56, 112, 160, 272, 448]):
+            fixed = torch.nn.Module()
+            fixed.weight = torch.nn.Parameter(torch.ones(c, 1, 3, 3), requires_grad=False)
+            fixed.weight2 = torch.nn.Parameter(torch.full((c, 1, 1, 1), 9.0), requires_grad=False)
+            setattr(self, f"att{i}conv", fixed)
+
+        def proj(a: int, b: int) -> torch.nn.Sequential:
+            return torch.nn.Sequential(torch.nn.Conv2d(a, b, 1), torch.nn.BatchNorm2d(b), torch.nn.ReLU())
+
+        self.conv1, self.conv2, self.conv3 = proj(32, 56), proj(32, 160), proj(56, 160)
+        self.linear = torch.nn.Linear(1792, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.backbone.efficientnet
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for k in range(6):
+            x = net._blocks[k](x)
+        x, a1 = _dfb_attention(x)
+        for k in range(6, 10):
+            x = net._blocks[k](x)
+        x, a2 = _dfb_attention(x + F.adaptive_max_pool2d(self.conv1(a1), x.shape[-2:]))
+        for k in range(10, 22):
+            x = net._blocks[k](x)
+        extra = self.conv2(a1), self.conv3(a2)
+        x, _ = _dfb_attention(x + sum(F.adaptive_max_pool2d(e, x.shape[-2:]) for e in extra))
+        for k in range(22, 32):
+            x = net._blocks[k](x)
+        x = net._swish(net._bn1(net._conv_head(x)))
+        return self.backbone.last_layer(F.adaptive_avg_pool2d(x, 1).flatten(1)).softmax(1)[:, 1]
+
+
+@pytest.mark.long  # a random EfficientNet-B4 in float64 at 256 px
+def test_dfb_sia_checkpoint_converts_to_the_same_probabilities(tmp_path):
+    from source_models import convert, randomise
+
+    from detect.inference.load import load_detector
+
+    src = randomise(DfbSIA(), 3, 256, 0.5, 0.5, calibrate=128)
+    state = src.state_dict()
+    assert set(state) == set(json.loads(MANIFEST.read_text())["keys"])  # the manifest's layout
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "sia_best.pth")
+    dst = convert("dfb_sia", tmp_path / "sia_best.pth", tmp_path / "sia.pt")
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64)
+    x = F.interpolate(low, size=(256, 256), mode="bilinear") * 2 - 1
+    with torch.no_grad():
+        want = src.double()(x)
+        det = load_detector(dst)
+        got = det.method.double().predict(x)
+    assert det.method.attention.per_sample is False and det.method.run_info()["levels"][2] == "blocks.4"
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
+    assert float(want.std()) > 1e-3
