@@ -155,7 +155,8 @@ class UIAViT(Method):
         vit = self.backbone.model
         if not hasattr(vit, "blocks") or not hasattr(vit, "cls_token") or vit.num_prefix_tokens != 1:
             raise NotImplementedError(
-                f"{self.backbone.timm_name}: UIA-ViT needs a timm ViT with one CLS token"
+                f"{self.backbone.timm_name}: UIA-ViT needs a timm ViT with one CLS token (backbone=vit_b16; "
+                "at smoke scale backbone=tiny_vit method.feat_block=2 method.attn_blocks=[3,4,5])"
             )
         depth, dim = len(vit.blocks), vit.embed_dim
         blocks = sorted(int(b) for b in attn_blocks)
