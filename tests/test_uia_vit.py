@@ -215,3 +215,74 @@ def test_smoke_run_on_the_synthetic_benchmark(synthetic_cache, tmp_path):
     trainer = train_in_process(synthetic_cache, tmp_path, ["method=uia_vit", "+scale=smoke", *small])
     metrics = trainer.results["metrics"]
     assert metrics and all(np.isfinite(v["frame_auc"]) for v in metrics.values())
+
+
+class DfbUIAViT(torch.nn.Module):
+    """DeepfakeBench's UIA-ViT layout (``uia_vit_detector.py``): ``model`` = a ViT-B/16 (timm's names) with
+    ``norm_middle``, ``c_real``/``c_fake``/``c_cross`` and ``head`` Linear(1536, 2); its forward as its code
+    reads, written here independently: attention logits handed on block by block, the tokens entering
+    block 6 as features, the logits of blocks 7..11 averaged, PCWA at step 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0)
+        self.model.norm_middle = torch.nn.LayerNorm(768, eps=1e-6)
+        self.model.c_real = torch.nn.Parameter(torch.tensor(0.6))
+        self.model.c_fake = torch.nn.Parameter(torch.tensor(0.6))
+        self.model.c_cross = torch.nn.Parameter(torch.tensor(0.2))
+        self.model.head = torch.nn.Linear(1536, 2)
+
+    @staticmethod
+    def _block(blk: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n, c = x.shape
+        h = blk.norm1(x)
+        q, k, v = blk.attn.qkv(h).reshape(b, n, 3, 12, c // 12).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-2, -1)) * (c // 12) ** -0.5
+        x = x + blk.attn.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
+        return x + blk.mlp(blk.norm2(x)), logits
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        vit = self.model
+        x = vit.patch_embed(images)
+        x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + vit.pos_embed
+        wanted, kept, last = [8, 9, 10, 11, 12], [], None
+        for i, blk in enumerate(vit.blocks):
+            if i in wanted:
+                kept.append(last)  # the previous block's logits
+            x, last = self._block(blk, x)
+        kept.append(last)  # block 11's, as i + 1 = 12 is wanted
+        x = vit.norm(x)
+        loc = torch.sigmoid(torch.cat(kept, dim=1).mean(dim=1)[:, 0, 1:])
+        lam = torch.sigmoid(torch.tensor(-12 * (1 - 0.7), dtype=x.dtype))
+        w = (lam + (1 - lam) * loc) / loc.shape[1]
+        feat = torch.cat([x[:, 0], torch.bmm(w[:, None], x[:, 1:]).squeeze(1)], dim=-1)
+        return vit.head(feat).softmax(1)[:, 1]
+
+
+@pytest.mark.long  # a random ViT-B/16 in float64 at 224 px
+def test_dfb_uia_vit_checkpoint_converts_to_the_same_probabilities(tmp_path):
+    import json
+    from pathlib import Path
+
+    from source_models import convert, randomise
+
+    from detect.inference.load import load_detector
+
+    src = randomise(DfbUIAViT(), 3, 224, 0.5, 0.5, calibrate=224)
+    state = src.state_dict()
+    manifest = Path(__file__).parent / "data" / "dfb_manifests" / "dfb_uia_vit.json"
+    want_keys = json.loads(manifest.read_text())["keys"]
+    assert {k: list(v.shape) for k, v in state.items()} == want_keys  # the manifest's layout
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "uia_vit_best.pth")
+    dst = convert("dfb_uia_vit", tmp_path / "uia_vit_best.pth", tmp_path / "uia_vit.pt")
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64)
+    x = F.interpolate(low, size=(224, 224), mode="bilinear") * 2 - 1
+    with torch.no_grad():
+        want = src.double()(x)
+        det = load_detector(dst)
+        got = det.method.double().predict(x)
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
+    assert float(want.std()) > 1e-3
