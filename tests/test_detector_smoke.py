@@ -16,7 +16,6 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 PAPERS_METHODS = {"dpl", "ltw", "prodet"}
 DETECTORS = [m for m in method_options(CONF) if m not in PAPERS_METHODS]
 #: Smoke scale swaps in the tiny CNN; a ViT-only detector names the tiny ViT and its blocks instead.
-SMOKE_EXTRA = {"uia_vit": ["backbone=tiny_vit", "method.feat_block=2", "method.attn_blocks=[3,4,5]"]}
 
 
 def test_the_smoke_list_holds_the_comparison_detectors() -> None:
@@ -30,7 +29,7 @@ def test_detector_trains_and_evaluates_at_smoke_scale(option: str, synthetic_cac
     trainer = train_in_process(
         synthetic_cache,
         tmp_path,
-        [f"method={option}", "+scale=smoke", "runtime.num_workers=0", *SMOKE_EXTRA.get(option, [])],
+        [f"method={option}", "+scale=smoke", "runtime.num_workers=0"],
     )
     res = trainer.results
     auc = res["metrics"]["FF++"]["frame_auc"]

@@ -185,15 +185,15 @@ def test_configs_hold_both_recipes():
             10,
         )
         assert (c.method.pcl_weight, c.method.c_weight, c.method.cross_weight) == (0.06, 0.05, 0.5)
-        assert (c.method.feat_block, list(c.method.attn_blocks), list(c.method.c_init)) == (
-            6,
-            [7, 8, 9, 10, 11],
+        assert (c.method.feat_block, c.method.attn_blocks, list(c.method.c_init)) == (
+            "auto",
+            "auto",
             [0.6, 0.6, 0.2],
         )
         assert list(c.augment.train) == [] and c.protocol.frames.train == 32
         assert method_needs(c.method) == frozenset()
     assert (paper.method.name, dfb.method.name) == ("uia_vit", "uia_vit_dfb")
-    with pytest.raises(NotImplementedError, match="backbone=tiny_vit"):
+    with pytest.raises(NotImplementedError, match="scale=smoke.s backbone=tiny"):
         UIAViT(
             {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}, ADAM
         )
@@ -211,8 +211,7 @@ def test_vit_b16_layout():
 @pytest.mark.long
 def test_smoke_run_on_the_synthetic_benchmark(synthetic_cache, tmp_path):
     # smoke scale picks the tiny CNN: a ViT-only method names the tiny ViT and its blocks
-    small = ["backbone=tiny_vit", "method.feat_block=2", "method.attn_blocks=[3,4,5]"]
-    trainer = train_in_process(synthetic_cache, tmp_path, ["method=uia_vit", "+scale=smoke", *small])
+    trainer = train_in_process(synthetic_cache, tmp_path, ["method=uia_vit", "+scale=smoke"])
     metrics = trainer.results["metrics"]
     assert metrics and all(np.isfinite(v["frame_auc"]) for v in metrics.values())
 
@@ -286,3 +285,18 @@ def test_dfb_uia_vit_checkpoint_converts_to_the_same_probabilities(tmp_path):
         got = det.method.double().predict(x)
     torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
     assert float(want.std()) > 1e-3
+
+
+def test_auto_blocks_are_the_papers_on_vit_b16_and_scale_down_at_smoke_scale() -> None:
+    """``auto``: features at depth/2 and attention after it (ViT-B/16: 6 and 7..11, the paper's); at
+    scale=smoke the recipe turns the tiny backbone into timm's test_vit (6 blocks: 3 and 4..5)."""
+    from detect.engine.method_builder import build_method
+
+    smoke = compose(["method=uia_vit", "+scale=smoke"])
+    assert smoke.backbone.timm_name == "test_vit"
+    method = build_method(smoke.method, smoke.backbone)
+    assert (method.feat_block, method.attn_blocks) == (3, [4, 5])
+    # a 12-block ViT (ViT-Ti/16, ViT-B/16's depth at a tenth of its width) gets the paper's blocks
+    twelve = compose(["method=uia_vit", "backbone.timm_name=vit_tiny_patch16_224"])
+    method = build_method(twelve.method, twelve.backbone)
+    assert (method.feat_block, method.attn_blocks) == (6, [7, 8, 9, 10, 11])

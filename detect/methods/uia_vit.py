@@ -136,8 +136,8 @@ class UIAViT(Method):
         backbone: Mapping,
         optim: Mapping,
         scheduler: Mapping | None = None,
-        feat_block: int = 6,
-        attn_blocks: Sequence[int] = (7, 8, 9, 10, 11),
+        feat_block: int | str = 6,
+        attn_blocks: Sequence[int] | str = (7, 8, 9, 10, 11),
         pcl_weight: float = 0.06,
         c_weight: float = 0.05,
         cross_weight: float = 0.5,
@@ -156,9 +156,14 @@ class UIAViT(Method):
         if not hasattr(vit, "blocks") or not hasattr(vit, "cls_token") or vit.num_prefix_tokens != 1:
             raise NotImplementedError(
                 f"{self.backbone.timm_name}: UIA-ViT needs a timm ViT with one CLS token (backbone=vit_b16; "
-                "at smoke scale backbone=tiny_vit method.feat_block=2 method.attn_blocks=[3,4,5])"
+                "its recipe makes scale=smoke's backbone=tiny timm's test_vit)"
             )
         depth, dim = len(vit.blocks), vit.embed_dim
+        # auto: the paper's placement relative to depth (ViT-B/16's 12 blocks: features at 6, attention 7..11)
+        if feat_block == "auto":
+            feat_block = depth // 2
+        if attn_blocks == "auto":
+            attn_blocks = range(depth // 2 + 1, depth)
         blocks = sorted(int(b) for b in attn_blocks)
         if not 0 < feat_block < depth or not blocks or blocks[0] < 0 or blocks[-1] >= depth:
             raise ValueError(
