@@ -163,11 +163,15 @@ class SladdPairDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         image, source, regions = self.raw_item(i)
-        imgs, masks = self.pipeline.apply_shared([image, source], list(regions), augment=self.train)
+        # the R masks travel as one H×W×R mask: one draw, and groups stay within the pipeline's max_group
+        imgs, masks = self.pipeline.apply_shared(
+            [image, source], [np.ascontiguousarray(regions.transpose(1, 2, 0))], augment=self.train
+        )
+        stacked = np.asarray(masks[0], np.float32).reshape(*masks[0].shape[:2], len(REGIONS))
         return {
             "image": imgs[0],
             "source": imgs[1],
-            "regions": torch.from_numpy(np.stack(masks).astype(np.float32)),
+            "regions": torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1))),
             "label": torch.tensor(float(self.labels[i])),
             "index": torch.tensor(i),
         }

@@ -93,21 +93,32 @@ class PolicyNet(nn.Module):
         return self.region_fc(x), self.type_fc(x), self.mag_fc(x).squeeze(1)
 
 
+def action_log_prob(
+    region_logits: Tensor, type_logits: Tensor, mag_logit: Tensor, region: Tensor, btype: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(log π(a), H(π))`` per sample of the actions (region, type, ratio at σ(z)): the sum over the three
+    actions of ``log π`` and of the entropies (float32)."""
+    lp, h = [], []
+    for logits, a in ((region_logits, region), (type_logits, btype)):
+        logp = F.log_softmax(logits.float(), 1)
+        lp.append(logp.gather(1, a[:, None]).squeeze(1))
+        h.append(-(logp.exp() * logp).sum(1))
+    z = mag_logit.float()
+    lp.append(F.logsigmoid(z))
+    h.append(-torch.sigmoid(z) * F.logsigmoid(z))
+    return lp[0] + lp[1] + lp[2], h[0] + h[1] + h[2]
+
+
 def sample_actions(
     region_logits: Tensor, type_logits: Tensor, mag_logit: Tensor, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(region, type, ratio, log π(a), entropy) per sample; categorical draws, the ratio at σ(z)."""
-    out_lp, out_h, actions = [], [], []
-    for logits in (region_logits.float(), type_logits.float()):
-        logp = F.log_softmax(logits, 1)
-        a = torch.multinomial(logp.exp().detach(), 1, generator=generator).squeeze(1)
-        actions.append(a)
-        out_lp.append(logp.gather(1, a[:, None]).squeeze(1))
-        out_h.append(-(logp.exp() * logp).sum(1))
-    z = mag_logit.float()
-    out_lp.append(F.logsigmoid(z))
-    out_h.append(-torch.sigmoid(z) * F.logsigmoid(z))
-    return actions[0], actions[1], torch.sigmoid(z).detach(), sum(out_lp), sum(out_h)
+    region, btype = (
+        torch.multinomial(F.softmax(x.detach().float(), 1), 1, generator=generator).squeeze(1)
+        for x in (region_logits, type_logits)
+    )
+    log_prob, entropy = action_log_prob(region_logits, type_logits, mag_logit, region, btype)
+    return region, btype, torch.sigmoid(mag_logit.detach().float()), log_prob, entropy
 
 
 def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
