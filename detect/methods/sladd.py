@@ -75,11 +75,9 @@ class PolicyNet(nn.Module):
 
     def __init__(self, backbone: Mapping, n_regions: int, n_types: int) -> None:
         super().__init__()
-        bb = build_backbone(backbone)
-        self.body = StagedBackbone(bb)
+        self.body = StagedBackbone(build_backbone(backbone))
         self.body.widen_input(6)
-        self.bb = bb
-        f = bb.num_features
+        f = self.body.backbone.num_features
         self.drop = nn.Dropout(0.5)
         self.region_fc, self.type_fc, self.mag_fc = (
             nn.Linear(f, n_regions),
@@ -89,7 +87,7 @@ class PolicyNet(nn.Module):
 
     def forward(self, target: Tensor, source: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.body.nchw(self.body.run(torch.cat([target, source], 1)))
-        x = self.drop(self.bb.pool(x))
+        x = self.drop(self.body.backbone.pool(x))
         return self.region_fc(x), self.type_fc(x), self.mag_fc(x).squeeze(1)
 
 
@@ -197,6 +195,7 @@ class Sladd(Method):
         reward_baseline: str = "mean",
         entropy_beta: float = 1e-5,
         map_stride: int = 16,
+        map_layers: Mapping[str, str] | None = None,
         blend: Mapping | None = None,
         landmark_points: int = 68,
         cache_dir: str = "cache",
@@ -206,9 +205,13 @@ class Sladd(Method):
         super().__init__()
         if reward_baseline not in BASELINES:
             raise ValueError(f"method.reward_baseline={reward_baseline!r}; use one of {BASELINES}")
-        bb = build_backbone(backbone)
-        self.backbone, self.body = bb, StagedBackbone(bb)
-        self.tap = self.body.last_at(int(map_stride))
+        self.body = StagedBackbone(build_backbone(backbone))
+        bb = self.body.backbone
+        self.mean, self.std = bb.mean, bb.std
+        # the region map reads the layer named for this backbone (Xception: block7, the released code),
+        # else the last layer at ``map_stride``
+        layer = dict(map_layers or {}).get(bb.timm_name)
+        self.tap = self.body.index(layer) if layer else self.body.last_at(int(map_stride))
         c = self.body.shape(self.tap)[0]
         self.map_head = nn.Sequential(
             nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.Conv2d(c, 1, 1, bias=False)
@@ -238,7 +241,7 @@ class Sladd(Method):
         """``logit [N]``, ``map [N, h, w]`` (sigmoid), ``type [N, 5]``, ``mag [N]``."""
         mid = self.body.run(images, 0, self.tap + 1)
         fmap = self.body.nchw(self.body.run(mid, self.tap + 1))
-        x = self.backbone.pool(fmap)
+        x = self.body.backbone.pool(fmap)
         region = torch.sigmoid(self.map_head(self.body.nchw(mid))).squeeze(1)
         return {
             "logit": self.cls_fc(x).squeeze(1),
@@ -293,9 +296,7 @@ class Sladd(Method):
             r_logits, t_logits, z = self.policy(target, source)
         region, btype, ratio, log_prob, entropy = sample_actions(r_logits, t_logits, z)
         with torch.no_grad():
-            syn = synthesise(
-                target, source, regions, label, region, btype, ratio, self.backbone.mean, self.backbone.std
-            )
+            syn = synthesise(target, source, regions, label, region, btype, ratio, self.mean, self.std)
         with ctx.autocast():
             out = self.detect(syn["images"])
         terms = self.detector_losses(out, syn)
