@@ -6,7 +6,9 @@ each loss term logged, both recipes' configs, and a smoke run end to end."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -333,3 +335,22 @@ def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
     trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
     metrics = trainer.results["metrics"]
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0
+
+
+def test_parameter_counts_match_deepfakebench_and_the_map_reads_block7():
+    """Ours against the manifest of DeepfakeBench's SLADD: the detector has one logit instead of two (one
+    row of ``last_linear``: 2048 + 1 fewer), the synthesiser the same count; the map reads block7."""
+    spec = json.loads((Path(__file__).parent / "data" / "dfb_manifests" / "dfb_sladd.json").read_text())
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+
+    def count(prefix: str) -> int:
+        return sum(
+            math.prod(s) for k, s in spec["keys"].items() if k.startswith(prefix) and not k.endswith(buffers)
+        )
+
+    xception = {"name": "xception", "timm_name": "legacy_xception", "input_size": 64, "pretrained": False}
+    m = Sladd(xception, ADAM, map_layers={"legacy_xception": "block7"})
+    detector = sum(p.numel() for p in m.detector_params())
+    assert detector + 2048 + 1 == count("backbone.")
+    assert sum(p.numel() for p in m.policy.parameters()) == count("synthesizer.")
+    assert m.body.names[m.tap] == "block7" and m.map_head[0].in_channels == 728
