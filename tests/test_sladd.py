@@ -63,7 +63,7 @@ def test_am_softmax_by_hand():
     for row, t in zip(z.tolist(), y.tolist(), strict=True):
         a = [30 * (v - (0.5 if k == t else 0.0)) for k, v in enumerate(row)]
         want.append(-a[t] + math.log(sum(math.exp(v) for v in a)))
-    torch.testing.assert_close(am_softmax_loss(z, y), torch.tensor(want))
+    torch.testing.assert_close(am_softmax_loss(z, y, margin=0.5), torch.tensor(want))
 
 
 def test_policy_loss_by_hand():
@@ -314,7 +314,9 @@ def test_configs_hold_both_recipes():
     assert paper.backbone.timm_name == dfb.backbone.timm_name == "legacy_xception"
     assert paper.input.size == dfb.input.size == 256 and list(dfb.input.mean) == [0.5] * 3
     assert dict(paper.method.weights) == {"map": 0.1, "type": 0.05, "mag": 0.1}
-    assert (paper.method.reward_baseline, dfb.method.reward_baseline) == ("mean", "none")
+    assert paper.method.reward_baseline == dfb.method.reward_baseline == "none"
+    assert (paper.method.am_margin, dfb.method.am_margin) == (0.45, 0.5)
+    assert list(paper.method.synth_optim.betas) == [0.9, 0.999] and paper.trainer.epochs == 30
     assert paper.method.entropy_beta == dfb.method.entropy_beta == 1e-5
     assert dfb.method.synth_optim.lr == pytest.approx(dfb.method.optim.lr / 4)
     assert dfb.method.synth_optim.betas[0] == pytest.approx(0.9 / 4)

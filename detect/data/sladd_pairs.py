@@ -1,5 +1,5 @@
 """SLADD's training view (Chen et al., "Self-supervised Learning of Adversarial Example: Towards Good
-Generalizations for Deepfake Detection", CVPR 2022, Sec. 3.2): each frame of the table with a blending
+Generalizations for Deepfake Detection", CVPR 2022, Sec. 3): each frame of the table with a blending
 *source* and the stack of candidate forgery-region masks the synthesiser's region action picks from.
 
 The synthesis is split so that everything random except the policy's actions runs here, in the data
@@ -31,7 +31,7 @@ from detect.data.blend.masks import elastic_mask
 from detect.data.images import ImageReadError, read_landmarks, read_rgb
 from detect.data.transforms import Pipeline
 
-#: the forgery regions of SLADD (Sec. 3.2; DeepfakeBench ``synthesizer.parse`` order): parts joined by ``+``
+#: SLADD's forgery regions in the released code's order (``synthesizer.parse``); parts joined by ``+``
 REGIONS = (
     "left_eye",
     "right_eye",

@@ -1,28 +1,28 @@
 """SLADD: Chen, Zhang, Song, Liu and Wang, "Self-supervised Learning of Adversarial Example: Towards Good
-Generalizations for Deepfake Detection", CVPR 2022; DeepfakeBench ``sladd_detector.py`` /
-``utils/sladd_api.py`` for ``method=sladd/dfb``.
+Generalizations for Deepfake Detection", CVPR 2022 (arXiv:2203.12208, Sec. 3, Fig. 3; equation numbers are
+not cited: the paper's text is not in the project); the authors' code (liangchen527/SLADD) for the training
+numbers; DeepfakeBench ``sladd_detector.py`` / ``utils/sladd_api.py`` for ``method=sladd/dfb``.
 
-* **Synthesiser** (Sec. 3.2): a policy network G (the detector's backbone with a 6-channel input: target
-  and source concatenated, :class:`PolicyNet`) outputs the forgery configuration as actions: the region
-  ``r`` among the R region masks (categorical, :data:`detect.data.sladd_pairs.REGIONS`), the blending
-  type ``b`` (categorical: alpha blend, Poisson blend, ratio blend, none) and the blending ratio ``m``
-  (``σ(z)``: the continuous action taken at its mean, with ``log σ(z)`` as its log-probability and
-  ``−σ(z)·log σ(z)`` as its entropy, as the released code). A real target is forged by blending the
-  colour-corrected source into it inside the chosen region (:func:`synthesise`); the random parts of the
-  synthesis (source face, mask deformation and blur) come from the data workers
-  (:mod:`detect.data.sladd_pairs`), seeded per (seed, epoch, sample).
-* **Detector** (Sec. 3.3): the backbone (Xception) classifies real/fake and carries auxiliary heads: the
-  forgery-region map from the middle-flow features (stride 16: a 3 × 3 depthwise and a 1 × 1 convolution,
-  sigmoid; the target is the blend mask resized to the map), the blending type (5 classes: the three
-  blends, untouched real, original fake) and the blending ratio (regressed where the type is the ratio
-  blend). Loss (Eq. 4, the released code's weights): ``L = L_cls + 0.1·L_map + 0.05·L_type + 0.1·L_mag``
-  with ``L_cls`` the cross-entropy, ``L_map`` and ``L_mag`` mean squared errors and ``L_type`` the
-  AM-softmax loss (:func:`am_softmax_loss`, cosine margin 0.5, scale 30, on the head's outputs).
-* **Adversarial training** (Sec. 3.4, Eq. 5-6): G maximises the detector's loss by REINFORCE: with the
-  per-sample detector loss ``L_i`` as reward, ``L_G = −mean_i(log π(a_i) · (L_i − b)) − β·mean_i H(π_i)``
-  (:func:`policy_loss`), ``log π(a) = log π(r) + log π(b) + log σ(z)``, entropy bonus β = 1e-5, baseline
-  ``b`` the batch mean (``reward_baseline: mean``) or none (``reward_baseline: none``: DeepfakeBench
-  multiplies every log-probability by the batch's overall loss). G has its own Adam (lr/4, β1/4).
+* **Synthesiser** (the generator of Fig. 3): a policy network G (the detector's backbone with a 6-channel
+  input, target ‖ source, :class:`PolicyNet`) outputs the forgery configuration as actions: the region
+  ``r`` among the R region masks (categorical, :data:`detect.data.sladd_pairs.REGIONS`), the blending type
+  ``b`` (categorical: alpha blend, Poisson blend, ratio blend, none) and the blending ratio ``m`` (``σ(z)``:
+  the continuous action taken at its mean, ``log σ(z)`` as its log-probability and ``−σ(z)·log σ(z)`` as its
+  entropy, as the released code). A real target is forged by blending the colour-corrected source into it
+  inside the chosen region (:func:`synthesise`); the random parts of the synthesis (source face, mask
+  deformation and blur) come from the data workers (:mod:`detect.data.sladd_pairs`), seeded per (seed,
+  epoch, sample).
+* **Detector** (the discriminator of Fig. 3): Xception classifies real/fake and predicts the forgery
+  configuration as self-supervised auxiliary tasks: the region map from the middle flow (block7, stride 16:
+  a 3 × 3 depthwise and a 1 × 1 convolution, sigmoid; target: the blend mask resized to the map), the
+  blending type (5 classes: the three blends, untouched real, original fake) and the ratio (regressed where
+  the type is the ratio blend). ``L = L_cls + 0.1·L_map + 0.05·L_type + 0.1·L_mag`` (:meth:`Sladd.
+  detector_losses`): ``L_cls`` cross-entropy, ``L_map``/``L_mag`` mean squared errors, ``L_type`` AM-softmax
+  (:func:`am_softmax_loss`, cosine margin 0.45 (authors) / 0.5 (DeepfakeBench), scale 30).
+* **Adversarial training**: G maximises the detector's loss by REINFORCE (:func:`policy_loss`):
+  ``L_G = −mean_i(log π(a_i)·(R_i − b)) − β·mean_i H(π_i)``, ``log π(a) = log π(r) + log π(b) + log σ(z)``,
+  β = 1e-5; ``reward_baseline: none`` (the authors' code and DeepfakeBench: every action rewarded with the
+  batch's detector loss) or ``mean`` (each real's own loss minus the batch mean). G has its own Adam (lr/4).
 
 See docs/methods/sladd.md for every reading decision.
 """
@@ -53,7 +53,7 @@ TYPE_REAL, TYPE_FAKE = 3, 4
 BASELINES = ("mean", "none")
 
 
-def am_softmax_loss(logits: Tensor, target: Tensor, margin: float = 0.5, scale: float = 30.0) -> Tensor:
+def am_softmax_loss(logits: Tensor, target: Tensor, margin: float = 0.45, scale: float = 30.0) -> Tensor:
     """AM-softmax (cosine margin) per sample: ``CE(s·(z − m·onehot(y)), y)``, the head's outputs ``z`` read
     as cosines (DeepfakeBench's ``am_softmax`` with ``margin_type='cos'``, γ = 0, t = 1)."""
     z = logits.float() - margin * F.one_hot(target, logits.shape[1]).float()
@@ -61,7 +61,7 @@ def am_softmax_loss(logits: Tensor, target: Tensor, margin: float = 0.5, scale: 
 
 
 def policy_loss(log_prob: Tensor, entropy: Tensor, reward: Tensor, baseline: str, beta: float) -> Tensor:
-    """REINFORCE (Eq. 6): ``−mean(log π(a)·(R − b)) − β·mean(H)`` with ``R`` detached, ``b`` the batch mean
+    """REINFORCE: ``−mean(log π(a)·(R − b)) − β·mean(H)`` with ``R`` detached, ``b`` the batch mean
     of ``R`` (``mean``) or 0 (``none``)."""
     if baseline not in BASELINES:
         raise ValueError(f"reward_baseline={baseline!r}; use one of {BASELINES}")
@@ -141,7 +141,7 @@ def synthesise(
     std: tuple[float, ...],
     min_area: float = 0.005,
 ) -> dict[str, Tensor]:
-    """Blend the real targets with their sources by the actions (Sec. 3.2). Returns ``images``, ``labels``,
+    """Blend the real targets with their sources by the actions. Returns ``images``, ``labels``,
     ``masks`` (the blend weight, 0 for untouched reals), ``types`` (detector classes), ``mag_mask`` (ratio
     blends), ``map_known`` (0 for original fakes, whose mask is unknown here) and ``forged``."""
     n = target.shape[0]
@@ -190,9 +190,9 @@ class Sladd(Method):
         scheduler: Mapping | None = None,
         synth_optim: Mapping | None = None,
         weights: Mapping | None = None,
-        am_margin: float = 0.5,
+        am_margin: float = 0.45,
         am_scale: float = 30.0,
-        reward_baseline: str = "mean",
+        reward_baseline: str = "none",
         entropy_beta: float = 1e-5,
         map_stride: int = 16,
         map_layers: Mapping[str, str] | None = None,
@@ -277,7 +277,7 @@ class Sladd(Method):
             dataset.set_epoch(epoch)
 
     def detector_losses(self, out: Mapping[str, Tensor], syn: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Per-sample terms of Eq. 4 and their weighted total (float32)."""
+        """Per-sample terms of the detector's loss and their weighted total (float32)."""
         cls = F.binary_cross_entropy_with_logits(out["logit"].float(), syn["labels"], reduction="none")
         target = F.interpolate(
             syn["masks"][:, None].float(), size=out["map"].shape[-2:], mode="bilinear", align_corners=False
