@@ -63,6 +63,10 @@ def test_adain_by_hand():
     # the result carries the style's per-channel mean and (unbiased) standard deviation
     np.testing.assert_allclose(got.mean(axis=(2, 3)), my[..., 0, 0], atol=1e-12)
     np.testing.assert_allclose(got.reshape(2, 3, -1).std(axis=-1, ddof=1), sy[..., 0, 0], rtol=1e-5)
+    # in bf16 the statistics are taken in float32: the result is the float one rounded once
+    low = adain(torch.from_numpy(x).bfloat16(), torch.from_numpy(y).bfloat16(), eps)
+    ref = adain(torch.from_numpy(x).bfloat16().float(), torch.from_numpy(y).bfloat16().float(), eps)
+    assert low.dtype == torch.bfloat16 and torch.equal(low, ref.bfloat16())
 
 
 # -- losses --------------------------------------------------------------------------------------------

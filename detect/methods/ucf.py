@@ -68,13 +68,15 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
     """Adaptive instance normalisation (Huang & Belongie, ICCV 2017; UCF Sec. 3.1): ``content``'s per-channel
     statistics over H×W replaced by ``style``'s, ``σ(y)(x − μ(x))/σ(x) + μ(y)``, with ``σ = sqrt(var + eps)``
     and the unbiased variance (DeepfakeBench's). Both ``[B, C, ...]``; their spatial sizes may differ. The
-    statistics are computed in float32 (under bf16/fp16 autocast too); the result has ``content``'s dtype."""
+    statistics are computed in float32 at least (under bf16/fp16 autocast too); the result has ``content``'s
+    dtype."""
     b, c = content.shape[:2]
-    x, y = content.float().reshape(b, c, -1), style.float().reshape(b, c, -1)
+    wide = torch.promote_types(content.dtype, torch.float32)
+    x, y = content.to(wide).reshape(b, c, -1), style.to(wide).reshape(b, c, -1)
     view = (b, c) + (1,) * (content.dim() - 2)
     mx, my = x.mean(-1).view(view), y.mean(-1).view(view)
     sx, sy = (x.var(-1) + eps).sqrt().view(view), (y.var(-1) + eps).sqrt().view(view)
-    return ((content.float() - mx) / sx * sy + my).to(content.dtype)
+    return ((content.to(wide) - mx) / sx * sy + my).to(content.dtype)
 
 
 def conv_mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
