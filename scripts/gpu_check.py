@@ -156,6 +156,16 @@ def _quality_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
     }
 
 
+def _real_fake_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
+    k = len(method.manipulations)
+    return {
+        "images": torch.randn(b, 2, 3, s, s, generator=g),
+        "labels": torch.tensor([[0.0, 1.0]]).repeat(b, 1),
+        "classes": torch.stack([torch.zeros(b, dtype=torch.long), 1 + torch.arange(b) % k], dim=1),
+        "indices": torch.arange(2 * b).view(b, 2),
+    }
+
+
 def _pool(b: int, s: int, method, g: torch.Generator) -> dict:
     out = _frames(b, s, method, g)
     out["curriculum_easy"] = torch.arange(b) % 2 == 1
@@ -211,6 +221,7 @@ BATCHES: dict[str, Callable] = {
     "TwoViewDataset | FrameDataset": _two_views,  # CORE: two views, or single frames (batch_halves)
     "I2GPairDataset": _i2g_pairs,  # I2G-PCL: (real, I2G fake) pairs with masks
     "IdentityFrameDataset": _identities,  # IID: frames with identity indices
+    "RealFakePairDataset": _real_fake_pairs,  # UCF: (real, fake) pairs with manipulation classes
 }
 
 
