@@ -1,12 +1,12 @@
-"""DeepfakeBench's FTCN detector (``training/detectors/ftcn_detector.py``, head ``networks/time_transformer.py``)
--> ``method=ftcn/dfb`` (:class:`detect.methods.ftcn.FTCN`, 16-frame clips).
+"""DeepfakeBench's FTCN detector (``training/detectors/ftcn_detector.py``, head
+``networks/time_transformer.py``) -> ``method=ftcn/dfb`` (:class:`detect.methods.ftcn.FTCN`, 16-frame clips).
 
-Source keys: ``[module.]resnet.s1.pathway0_stem.{conv,bn.0}.*``, ``resnet.s{2,3,4}.pathway0_res{i}.branch1[_bn]``
-and ``.branch2.{a,b,c}[_bn]`` (SlowFast's I3D ResNet-50 made temporal-only; a batch norm whose convolution
-lost its stride is ``Sequential(bn, MaxPool3d)``, hence its ``.0``), and the Temporal Transformer
-``resnet.head.time_T.{cls_token, pos_embedding, transformer.layers.<i>.{0,1}.fn.*, mlp_head.{0,1}.*}``
-(one logit already: no head conversion). Inputs 224 px, mean = std = 0.5; video score = mean of clip
-probabilities.
+Source keys: ``[module.]resnet.s1.pathway0_stem.{conv,bn.0}.*``,
+``resnet.s{2,3,4}.pathway0_res{i}.branch1[_bn]`` and ``.branch2.{a,b,c}[_bn]`` (SlowFast's I3D ResNet-50
+made temporal-only; a batch norm whose convolution lost its stride is ``Sequential(bn, MaxPool3d)``, hence
+its ``.0``), and the Temporal Transformer ``resnet.head.time_T.{cls_token, pos_embedding,
+transformer.layers.<i>.{0,1}.fn.*, mlp_head.{0,1}.*}`` (one logit already: no head conversion).
+Inputs 224 px, mean = std = 0.5; video score = mean of clip probabilities.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def convert_ftcn(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 FORMAT = Format(
     name="dfb_ftcn",
     kind="checkpoint",
-    description="DeepfakeBench FTCN detector (temporal-only I3D ResNet-50 + Temporal Transformer, 16 x 224 px)",
+    description="DeepfakeBench FTCN detector (temporal-only I3D ResNet-50 + Temporal Transformer, 16x224 px)",
     convert=convert_ftcn,
     overrides=("method=ftcn/dfb", "backbone=none", "method.pretrained=false"),
     config={

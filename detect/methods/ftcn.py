@@ -1,5 +1,5 @@
 """FTCN: Zheng, Bao, Chen, Zeng and Wen, "Exploring Temporal Coherence for More General Video Face Forgery
-Detection", ICCV 2021 (arXiv:2108.06693); DeepfakeBench ``ftcn_detector.py``, ``networks/time_transformer.py``.
+Detection", ICCV 2021 (arXiv:2108.06693); DeepfakeBench ``ftcn_detector.py``, ``time_transformer.py``.
 
 The paper's text could not be consulted here; the components below are named as its abstract and Sec. 3
 name them, and their sizes are read from DeepfakeBench's implementation (docs/methods/ftcn.md):
