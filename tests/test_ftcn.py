@@ -205,3 +205,18 @@ def test_smoke_run_trains_and_evaluates_videos_from_clips(synthetic_cache, tmp_p
     m = results["metrics"]["FF++"]
     assert 0.0 <= m["video_auc"] <= 1.0 and m["n_clips"] > 0
     assert results["method_info"]["clip_len"] == 4
+
+
+def test_converter_maps_deepfakebenchs_head_and_refuses_another_clip_length():
+    from detect.convert.common import ConversionError
+    from detect.convert.dfb_ftcn import convert_ftcn, rename
+
+    assert (
+        rename("resnet.head.time_T.transformer.layers.0.0.fn.fn.to_qkv.weight")
+        == "head.blocks.0.to_qkv.weight"
+    )
+    assert rename("resnet.head.time_T.transformer.layers.0.1.fn.fn.net.3.bias") == "head.blocks.0.fc2.bias"
+    assert rename("resnet.head.time_T.mlp_head.1.weight") == "head.out.weight"
+    assert rename("resnet.s3.pathway0_res0.branch1_bn.0.weight") == "net.stages.1.0.proj_bn.weight"
+    with pytest.raises(ConversionError, match="16-frame"):
+        convert_ftcn({"resnet.head.time_T.pos_embedding": torch.zeros(1, 33, 1024)})
