@@ -79,6 +79,9 @@ def compose_option(option: str, device: str, batch: int | None, extra: list[str]
     overrides += extra
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
+    if cfg.method.get("pretrained", False) is None:  # a method's own weights file (FTCN's I3D): the
+        with open_dict(cfg):  # step and memory are the point here, not the start
+            cfg.method.pretrained = False
     if batch is not None:
         with open_dict(cfg):
             cfg.trainer.batch_size = batch
@@ -125,13 +128,49 @@ def _meta_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
 def _anchor_tuples(b: int, s: int, method, g: torch.Generator) -> dict:
     from detect.data.anchor_tuples import TUPLE_ANCHORS
 
-    anchors = [a for a in TUPLE_ANCHORS if a in method.anchors]
+    anchors = [a for a in TUPLE_ANCHORS if a in getattr(method, "anchors", ("real", "sbi"))]  # SBI: real, sbi
     ids = torch.tensor([TUPLE_ANCHORS.index(a) for a in anchors]).repeat(b, 1)
     return {
         "images": torch.randn(b, len(anchors), 3, s, s, generator=g),
         "anchors": ids,
         "labels": (ids != 0).float(),
         "indices": torch.arange(b * len(anchors)).view(b, len(anchors)),
+    }
+
+
+def _synth_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
+    masks = torch.zeros(b, 2, s, s)
+    masks[:, 1, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 1.0  # each pair's synthesised fake: a square
+    return {
+        "images": torch.randn(b, 2, 3, s, s, generator=g),
+        "masks": masks,
+        "labels": torch.tensor([0.0, 1.0]).repeat(b, 1),
+        "indices": torch.arange(b).repeat_interleave(2).view(b, 2),
+    }
+
+
+def _sladd_pairs(b: int, s: int, method, g: torch.Generator) -> dict:
+    from detect.data.sladd_pairs import REGIONS
+
+    regions = torch.zeros(b, len(REGIONS), s, s)
+    for r in range(len(REGIONS)):  # one square per region, shifted
+        regions[:, r, r : s // 2 + r, s // 4 : 3 * s // 4] = 1.0
+    return {
+        "image": torch.randn(b, 3, s, s, generator=g),
+        "source": torch.randn(b, 3, s, s, generator=g),
+        "regions": regions,
+        "label": (torch.arange(b) % 2).float(),
+        "index": torch.arange(b),
+    }
+
+
+def _clips(b: int, s: int, method, g: torch.Generator) -> dict:
+    t = int(method.clip_len)
+    return {
+        "clip": torch.randn(b, t, 3, s, s, generator=g),
+        "label": (torch.arange(b) % 2).float(),
+        "clip_index": torch.arange(b),
+        "indices": torch.arange(b * t).view(b, t),
     }
 
 
@@ -222,6 +261,9 @@ BATCHES: dict[str, Callable] = {
     "I2GPairDataset": _i2g_pairs,  # I2G-PCL: (real, I2G fake) pairs with masks
     "IdentityFrameDataset": _identities,  # IID: frames with identity indices
     "RealFakePairDataset": _real_fake_pairs,  # UCF: (real, fake) pairs with manipulation classes
+    "SynthPairDataset": _synth_pairs,  # Face X-ray, FWA: (real, its synthesised fake) with the blend masks
+    "ClipDataset": _clips,  # clip detectors (FTCN): T consecutive frames of one face track
+    "SladdPairDataset": _sladd_pairs,  # SLADD: target, source and region masks (the policy blends in-step)
 }
 
 
@@ -329,7 +371,8 @@ def check_option(name: str, cfg: DictConfig) -> dict:
     for h in hooks:
         h.remove()
     method.eval()
-    images = torch.randn(int(cfg.trainer.eval_batch_size), 3, s, s).to(rt.device)
+    frames = (int(method.clip_len),) if getattr(method, "clip_len", None) else ()  # clip detectors: clips
+    images = torch.randn(int(cfg.trainer.eval_batch_size), *frames, 3, s, s).to(rt.device)
     _sync(rt.device)
     t0 = time.perf_counter()
     with torch.no_grad(), rt.autocast():

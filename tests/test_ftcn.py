@@ -119,6 +119,22 @@ def test_one_fit_step_gives_every_parameter_a_gradient_and_logs_bce():
     assert p.shape == (2,) and torch.allclose(p, torch.sigmoid(logits)) and torch.isfinite(bce)
 
 
+def test_a_bf16_cpu_backward_keeps_the_stem_gradient_finite():
+    """oneDNN's bf16 Conv3d (3 input channels, kernel (5, 1, 1)) returns NaN weight gradients on the CPU; the
+    stem runs in float32 there, so a bf16 CPU step stays finite."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(3, 8, (5, 1, 1), padding=(2, 0, 0), bias=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(torch.randn(2, 3, 4, 8, 8)).float().sum().backward()
+    broken = not bool(torch.isfinite(conv.weight.grad).all())  # the library's behaviour, for the record
+    m = FTCN({}, ADAM, clip_len=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m.logits(torch.randn(2, 4, 3, 32, 32)).float().sum()
+    loss.backward()
+    print(f"plain bf16 Conv3d gradient finite on this CPU: {not broken}")
+    assert all(bool(torch.isfinite(p.grad).all()) for p in m.parameters() if p.grad is not None)
+
+
 def test_parameter_count_is_deepfakebenchs():
     # DeepfakeBench's FTCNDetector (clip_size 16) holds 14,765,889 parameters (tests/data/dfb_manifests)
     assert sum(p.numel() for p in FTCN({}, ADAM, clip_len=16).parameters()) == 14_765_889

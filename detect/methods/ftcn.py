@@ -107,8 +107,17 @@ class TemporalResNet(nn.Module):
             c_in = c_out
         self.stages = nn.ModuleList(stages)
 
+    def stem(self, x: Tensor) -> Tensor:
+        """The stem convolution; on the CPU under autocast it runs in float32: oneDNN's bfloat16 Conv3d with
+        3 input channels and a (5, 1, 1) kernel returns NaN weight gradients (torch 2.14 on x86; CUDA is
+        unaffected), so a bf16 CPU run would diverge after its first step."""
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self.stem_conv(x.float())
+        return self.stem_conv(x)
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem_pool(F.relu(self.stem_stride(self.stem_bn(self.stem_conv(x)))))
+        x = self.stem_pool(F.relu(self.stem_stride(self.stem_bn(self.stem(x)))))
         for stage in self.stages:
             x = stage(x)
         return x
