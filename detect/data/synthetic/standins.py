@@ -202,7 +202,7 @@ _ALL = (
                 swap=_sp(gen_res=80, strength=0.03, checkerboard=True, colour="mean", feather=0.06),
             ),
         ),
-        style=Style(background="clutter", noise=0.01, blur=0.9, light_contrast=0.5),
+        style=Style(background="clutter", noise=0.01, blur=1.0, light_contrast=0.5),
         crf=23,
         naming="dfd",
     ),
