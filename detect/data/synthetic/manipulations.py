@@ -178,12 +178,14 @@ def swap(
 
 def render_lowres(image: np.ndarray, roi: tuple[slice, slice] | None, factor: float) -> np.ndarray:
     """``image`` with its ``roi`` re-rendered at ``factor`` of its resolution (area down, linear up): the
-    missing fine texture of a face rendered from a low-resolution model. ``factor`` >= 1 or no ROI: unchanged."""
+    missing fine texture of a face rendered from a low-resolution model. Unchanged if ``factor`` >= 1 or no
+    ROI."""
     if roi is None or factor >= 1:
         return image
     part = image[roi]
     h, w = part.shape[:2]
-    small = cv2.resize(part, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    small_size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(part, small_size, interpolation=cv2.INTER_AREA)
     out = image.copy()
     out[roi] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return out
@@ -197,7 +199,7 @@ def landmark_swap(
     scale: float,
     erode: float = 0.03,
     feather: float = 0.008,
-    render: float = 0.6,
+    render: float = 0.7,
 ) -> Fake:
     """FaceSwap-style: warp the source's own frame onto the target's landmarks, rendered at ``render`` of
     the frame's resolution (FaceSwap's textured 3D model); colours left unmatched."""
@@ -222,7 +224,7 @@ def expression_warp(
     grow: float = 0.08,
     feather: float = 0.04,
     relight: float = 0.25,
-    render: float = 0.6,
+    render: float = 0.7,
     seed: int = 0,
 ) -> Fake:
     """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
