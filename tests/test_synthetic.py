@@ -28,6 +28,7 @@ from detect.data.synthetic import (
     uncompressed_example,
 )
 from detect.data.synthetic import generator as G
+from detect.data.synthetic import manipulations as M
 from detect.data.synthetic.codec import psnr
 
 SMALL = SyntheticConfig(n_source_videos=12, frames_per_video=4, standin_videos=6, standin_frames=2)
@@ -303,6 +304,33 @@ def test_fake_differs_from_its_real_only_inside_its_mask(method: str) -> None:
     assert np.array_equal(ex.fake[outside], ex.real[outside])
     changed = np.abs(ex.fake.astype(int) - ex.real.astype(int)).max(-1) > 8
     assert changed[~outside].mean() > 0.05, "the manipulation barely changes the masked region"
+
+
+def _fine_texture(img: np.ndarray, inside: np.ndarray) -> float:
+    """Mean absolute Laplacian (fine texture) of a grey image over the pixels ``inside``."""
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[inside].mean())
+
+
+def test_render_lowres_removes_fine_texture_inside_its_box_only() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    roi = (slice(16, 48), slice(8, 40))
+    out = M.render_lowres(img, roi, 0.5)
+    inside = np.zeros((64, 64), bool)
+    inside[roi] = True
+    assert _fine_texture(out, inside) < 0.6 * _fine_texture(img, inside)
+    assert np.array_equal(out[~inside], img[~inside])
+    assert np.array_equal(M.render_lowres(img, roi, 1.0), img)
+    assert np.array_equal(M.render_lowres(img, None, 0.5), img)
+
+
+@pytest.mark.parametrize("method", ["F2F", "FS"])
+def test_reenactment_and_faceswap_fakes_lose_fine_texture(method: str) -> None:
+    """F2F and FS faces are rendered at a lower resolution (their trace): less fine texture in the mask."""
+    ex = uncompressed_example(SMALL, method, video=2, frame=1)
+    core = cv2.erode(ex.mask, np.ones((5, 5), np.uint8)) > 0
+    assert _fine_texture(ex.fake, core) < 0.55 * _fine_texture(ex.real, core)  # 0.76 and 0.66 unrendered
 
 
 def test_example_matches_what_was_written(small_root: Path) -> None:
