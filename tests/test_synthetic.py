@@ -330,7 +330,24 @@ def test_reenactment_and_faceswap_fakes_lose_fine_texture(method: str) -> None:
     """F2F and FS faces are rendered at a lower resolution (their trace): less fine texture in the mask."""
     ex = uncompressed_example(SMALL, method, video=2, frame=1)
     core = cv2.erode(ex.mask, np.ones((5, 5), np.uint8)) > 0
-    assert _fine_texture(ex.fake, core) < 0.55 * _fine_texture(ex.real, core)  # 0.76 and 0.66 unrendered
+    assert _fine_texture(ex.fake, core) < 0.55 * _fine_texture(ex.real, core)  # v5: F2F 0.47, FS 0.28
+
+
+def test_reenactment_relights_the_face_across_it() -> None:
+    """F2F's own trace (v5): a brightness ramp across the reenacted face. Without an expression change,
+    rendering or relighting the frame is unchanged; with relight 0.35 the brightness ratio to the unlit
+    warp spans at least 0.25 across the face."""
+    ex = uncompressed_example(SMALL, "F2F", video=2, frame=1)
+    lm = ex.real_landmarks
+    scale = float(np.ptp(lm[:68, 0]))
+    plain = M.expression_warp(ex.real, lm, lm, scale, relight=0.0, render=1.0, seed=3)
+    assert np.array_equal(plain.image, ex.real)
+    lit = M.expression_warp(ex.real, lm, lm, scale, relight=0.35, render=1.0, seed=3)
+    core = cv2.erode(lit.mask, np.ones((5, 5), np.uint8)) > 0
+    core &= (plain.image.mean(2) > 40) & (plain.image.max(2) < 180)  # away from clipping
+    ratio = lit.image.astype(np.float32).mean(2)[core] / plain.image.astype(np.float32).mean(2)[core]
+    low, high = np.percentile(ratio, [1, 99])
+    assert low < 0.88 and high > 1.12, (low, high)
 
 
 def test_example_matches_what_was_written(small_root: Path) -> None:

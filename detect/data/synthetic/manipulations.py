@@ -223,8 +223,8 @@ def expression_warp(
     points: tuple[int, ...] = EXPRESSION_POINTS,
     grow: float = 0.08,
     feather: float = 0.04,
-    relight: float = 0.25,
-    render: float = 0.7,
+    relight: float = 0.35,
+    render: float = 0.85,
     seed: int = 0,
 ) -> Fake:
     """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
