@@ -28,6 +28,7 @@ from detect.data.synthetic import (
     uncompressed_example,
 )
 from detect.data.synthetic import generator as G
+from detect.data.synthetic import manipulations as M
 from detect.data.synthetic.codec import psnr
 
 SMALL = SyntheticConfig(n_source_videos=12, frames_per_video=4, standin_videos=6, standin_frames=2)
@@ -303,6 +304,50 @@ def test_fake_differs_from_its_real_only_inside_its_mask(method: str) -> None:
     assert np.array_equal(ex.fake[outside], ex.real[outside])
     changed = np.abs(ex.fake.astype(int) - ex.real.astype(int)).max(-1) > 8
     assert changed[~outside].mean() > 0.05, "the manipulation barely changes the masked region"
+
+
+def _fine_texture(img: np.ndarray, inside: np.ndarray) -> float:
+    """Mean absolute Laplacian (fine texture) of a grey image over the pixels ``inside``."""
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[inside].mean())
+
+
+def test_render_lowres_removes_fine_texture_inside_its_box_only() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    roi = (slice(16, 48), slice(8, 40))
+    out = M.render_lowres(img, roi, 0.5)
+    inside = np.zeros((64, 64), bool)
+    inside[roi] = True
+    assert _fine_texture(out, inside) < 0.6 * _fine_texture(img, inside)
+    assert np.array_equal(out[~inside], img[~inside])
+    assert np.array_equal(M.render_lowres(img, roi, 1.0), img)
+    assert np.array_equal(M.render_lowres(img, None, 0.5), img)
+
+
+@pytest.mark.parametrize("method", ["F2F", "FS"])
+def test_reenactment_and_faceswap_fakes_lose_fine_texture(method: str) -> None:
+    """F2F and FS faces are rendered at a lower resolution (their trace): less fine texture in the mask."""
+    ex = uncompressed_example(SMALL, method, video=2, frame=1)
+    core = cv2.erode(ex.mask, np.ones((5, 5), np.uint8)) > 0
+    assert _fine_texture(ex.fake, core) < 0.55 * _fine_texture(ex.real, core)  # v5: F2F 0.47, FS 0.28
+
+
+def test_reenactment_relights_the_face_across_it() -> None:
+    """F2F's own trace (v5): a brightness ramp across the reenacted face. Without an expression change,
+    rendering or relighting the frame is unchanged; with relight 0.35 the brightness ratio to the unlit
+    warp spans at least 0.25 across the face."""
+    ex = uncompressed_example(SMALL, "F2F", video=2, frame=1)
+    lm = ex.real_landmarks
+    scale = float(np.ptp(lm[:68, 0]))
+    plain = M.expression_warp(ex.real, lm, lm, scale, relight=0.0, render=1.0, seed=3)
+    assert np.array_equal(plain.image, ex.real)
+    lit = M.expression_warp(ex.real, lm, lm, scale, relight=0.35, render=1.0, seed=3)
+    core = cv2.erode(lit.mask, np.ones((5, 5), np.uint8)) > 0
+    core &= (plain.image.mean(2) > 40) & (plain.image.max(2) < 180)  # away from clipping
+    ratio = lit.image.astype(np.float32).mean(2)[core] / plain.image.astype(np.float32).mean(2)[core]
+    low, high = np.percentile(ratio, [1, 99])
+    assert low < 0.88 and high > 1.12, (low, high)
 
 
 def test_example_matches_what_was_written(small_root: Path) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "5"
 """Bump when the generator's output changes for the same parameters (invalidates every cache)."""
 
 

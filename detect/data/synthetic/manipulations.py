@@ -176,6 +176,21 @@ def swap(
     return Fake(image, mask, out_lm)
 
 
+def render_lowres(image: np.ndarray, roi: tuple[slice, slice] | None, factor: float) -> np.ndarray:
+    """``image`` with its ``roi`` re-rendered at ``factor`` of its resolution (area down, linear up): the
+    missing fine texture of a face rendered from a low-resolution model. Unchanged if ``factor`` >= 1 or no
+    ROI."""
+    if roi is None or factor >= 1:
+        return image
+    part = image[roi]
+    h, w = part.shape[:2]
+    small_size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(part, small_size, interpolation=cv2.INTER_AREA)
+    out = image.copy()
+    out[roi] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def landmark_swap(
     real: np.ndarray,
     lm: np.ndarray,
@@ -184,11 +199,14 @@ def landmark_swap(
     scale: float,
     erode: float = 0.03,
     feather: float = 0.008,
+    render: float = 0.7,
 ) -> Fake:
-    """FaceSwap-style: warp the source's own frame onto the target's landmarks; colours left unmatched."""
+    """FaceSwap-style: warp the source's own frame onto the target's landmarks, rendered at ``render`` of
+    the frame's resolution (FaceSwap's textured 3D model); colours left unmatched."""
     size = real.shape[0]
     warped = piecewise_affine(source, source_lm, lm, margin=4)
     alpha = face_alpha(lm, "hull68", scale, erode, feather, size)
+    warped = render_lowres(warped, alpha_roi(alpha), render)
     image, mask = blend(real, warped, alpha)
     return Fake(image, mask, lm.copy())
 
@@ -205,13 +223,15 @@ def expression_warp(
     points: tuple[int, ...] = EXPRESSION_POINTS,
     grow: float = 0.08,
     feather: float = 0.04,
-    relight: float = 0.2,
+    relight: float = 0.35,
+    render: float = 0.85,
     seed: int = 0,
 ) -> Fake:
     """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
 
-    The warped face is "re-rendered" under a slightly different illumination: a brightness ramp of
-    +-``relight`` across the blended region, as a parametric face model's own lighting would leave.
+    The warped face is "re-rendered" under a slightly different illumination (a brightness ramp of
+    +-``relight`` across the blended region, as a parametric face model's own lighting would leave) and at
+    ``render`` of the frame's resolution (the model's texture is coarser than the video).
     """
     size = real.shape[0]
     new_lm = lm.copy()
@@ -226,6 +246,7 @@ def expression_warp(
         c = lm[:68].mean(0)
         ramp = ((xx - c[0]) * np.cos(theta) + (yy - c[1]) * np.sin(theta)) / scale
         warped = np.clip(warped.astype(np.float32) * (1 + relight * np.clip(ramp, -1, 1))[..., None], 0, 255)
+    warped = render_lowres(warped, alpha_roi(alpha), render)
     image, mask = blend(real, warped, alpha)
     return Fake(image, mask, new_lm)
 
