@@ -10,7 +10,7 @@ are pre-loaded, and then, alternating with the baseline in rotating order:
   (what ``Trainer.train_epoch`` runs per batch; the images counted are the batch's frames, so a method that
   sees two views or two qualities of each frame is charged for both passes, as it should be);
 - ``eval_ips``: images/s of ``method.predict`` under ``no_grad`` and the runtime's autocast on the
-  baseline's single-image batches (evaluation takes single frames for every method).
+  baseline's single-image batches (a clip detector gets them as clips of its length, each frame counted).
 
 ``*_vs_baseline`` is the ratio of the medians (per process-CPU second on the CPU as well); no figure is
 taken in a timed test. A method whose set-up fails is reported with its error and makes the script exit
@@ -88,7 +88,14 @@ def _train_fn(trainer, batches: Sequence[dict]):
 
 
 def _eval_fn(trainer, images: Sequence[torch.Tensor]):
+    """``predict`` over ``images``; a clip detector gets each batch as clips of its ``clip_len`` frames (the
+    baseline's frames repeated, so both see the same pixels), counted as that many images."""
     method, rt = trainer.method, trainer.runtime
+    clip_len = getattr(method, "clip_len", None)
+    if clip_len:
+        images = [
+            x[: max(1, x.shape[0] // clip_len)].unsqueeze(1).expand(-1, clip_len, -1, -1, -1) for x in images
+        ]
 
     @torch.no_grad()
     def run(steps: int) -> float:
@@ -106,7 +113,7 @@ def _eval_fn(trainer, images: Sequence[torch.Tensor]):
 
 def _frames_per_batch(batch: dict) -> int:
     """Frames a training batch holds: images [B, ...], or views/qualities [B, V, C, H, W]."""
-    for key in ("image", "images", "views"):
+    for key in ("image", "images", "views", "clip"):
         if key in batch and torch.is_tensor(batch[key]):
             t = batch[key]
             return int(t.shape[0] * (t.shape[1] if t.dim() == 5 else 1))
