@@ -95,13 +95,22 @@ class Method(nn.Module):
         sched, interval = build_scheduler(self.scheduler_cfg, self.optimizer, epochs, steps_per_epoch)
         return [OptimizerSpec("model", self.optimizer, sched, interval)]
 
-    def update_on(self, per_sample: torch.Tensor, batch: Mapping, ctx: StepContext) -> StepOutput:
+    def update_on(
+        self,
+        per_sample: torch.Tensor,
+        batch: Mapping,
+        ctx: StepContext,
+        logs: Mapping | None = None,
+        indices: torch.Tensor | None = None,
+    ) -> StepOutput:
         """One update of ``self.optimizer`` on the mean of ``per_sample`` losses; the step's output carries
-        them with the batch's indices (what a curriculum records)."""
+        them with their sample indices (``batch["index"]`` unless given: what a curriculum records) and
+        ``logs`` (each loss term, as the method computed it)."""
         loss = per_sample.mean()
         ctx.backward(loss)
         ctx.step(self.optimizer)
-        return StepOutput(loss.detach(), {}, per_sample.detach(), batch["index"])
+        where = batch["index"] if indices is None else indices
+        return StepOutput(loss.detach(), dict(logs or {}), per_sample.detach(), where)
 
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> None:
         """Called after each training epoch, before validation."""

@@ -124,10 +124,7 @@ class CORE(Method):
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         per_sample, logs = ctx.forward(self.training_losses, batch, ctx)
-        loss = per_sample.mean()
-        ctx.backward(loss)
-        ctx.step(self.optimizer)
-        return StepOutput(loss.detach(), logs, per_sample.detach(), batch["index"])
+        return self.update_on(per_sample, batch, ctx, logs)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:

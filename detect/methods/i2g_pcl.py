@@ -195,11 +195,7 @@ class I2GPCL(Method):
 
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         per_sample, logs = ctx.forward(self.training_losses, batch, ctx)
-        loss = per_sample.mean()
-        ctx.backward(loss)
-        ctx.step(self.optimizer)
-        indices = self.flatten_pairs(batch)[3]
-        return StepOutput(loss.detach(), logs, per_sample.detach(), indices)
+        return self.update_on(per_sample, batch, ctx, logs, indices=self.flatten_pairs(batch)[3])
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
