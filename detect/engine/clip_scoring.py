@@ -15,13 +15,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from detect.data.clip_view import ClipDataset
 from detect.data.transforms import Pipeline
-from detect.engine.predict_loop import PREDICTION_COLUMNS, predict_table, to_device
+from detect.engine.predict_loop import PREDICTION_COLUMNS, map_dataset, predict_table
 from detect.engine.runtime import Runtime
 from detect.evaluation.clip_metrics import compute_clip_metrics
 from detect.evaluation.metrics import compute_metrics
@@ -63,36 +60,10 @@ def predict_clips(
         perturbation=pert,
         rule=getattr(method, "clip_rule", "consecutive"),
     )
-    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
-    loader = DataLoader(
-        Subset(dataset, rows.tolist()),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=runtime.device.type == "cuda",
-    )
-    was_training = method.training
-    method.eval()
-    indices, probs = [], []
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
-    for b, batch in enumerate(bar):
-        if limit_batches is not None and b >= limit_batches:
-            break
-        batch = to_device(batch, runtime)
-        with runtime.autocast():
-            out = method.predict(batch["clip"])
-        indices.append(batch["clip_index"].cpu().numpy())
-        probs.append(out.float().cpu().numpy())
-    method.train(was_training)
-    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    prob = np.concatenate(probs) if probs else np.zeros(0, np.float32)
-    if runtime.distributed:
-        gathered: list = [None] * runtime.world_size
-        dist.all_gather_object(gathered, (idx, prob))
-        idx = np.concatenate([g[0] for g in gathered])
-        prob = np.concatenate([g[1] for g in gathered])
-    order = np.argsort(idx, kind="stable")
-    idx, prob = idx[order], prob[order]
+    idx, prob = map_dataset(
+        lambda m, clips: m.predict(clips), method, dataset, runtime, batch_size, num_workers,
+        input_key="clip", index_key="clip_index", limit_batches=limit_batches, desc=desc, progress=progress,
+    )  # fmt: skip
     clips = dataset.clip_table()
     out = clips.iloc[idx][[*PREDICTION_COLUMNS, "n_frames"]].reset_index(drop=True)
     out.insert(0, "index", idx)

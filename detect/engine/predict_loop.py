@@ -36,6 +36,53 @@ def to_device(batch: Mapping, runtime: Runtime) -> dict:
 
 
 @torch.no_grad()
+def map_dataset(
+    fn,
+    method,
+    dataset,
+    runtime: Runtime,
+    batch_size: int,
+    num_workers: int,
+    input_key: str = "image",
+    index_key: str = "index",
+    limit_batches: int | None = None,
+    desc: str = "eval",
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fn(method, batch[input_key]) -> [B, ...]`` over an evaluation ``dataset`` in eval mode (sharded over
+    processes, gathered on all): returns (the items' ``index_key``, outputs) sorted by that index."""
+    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
+    loader = DataLoader(
+        Subset(dataset, rows.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    was_training = method.training
+    method.eval()
+    indices, outputs = [], []
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
+    for b, batch in enumerate(bar):
+        if limit_batches is not None and b >= limit_batches:
+            break
+        batch = to_device(batch, runtime)
+        with runtime.autocast():
+            out = fn(method, batch[input_key])
+        indices.append(batch[index_key].cpu().numpy())
+        outputs.append(out.float().cpu().numpy())
+    method.train(was_training)
+    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    res = np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
+    if runtime.distributed:
+        gathered: list = [None] * runtime.world_size
+        dist.all_gather_object(gathered, (idx, res))
+        idx = np.concatenate([g[0] for g in gathered])
+        res = np.concatenate([g[1] for g in gathered])
+    order = np.argsort(idx, kind="stable")
+    return idx[order], res[order]
+
+
 def map_table(
     fn,
     method,
@@ -55,36 +102,10 @@ def map_table(
     if perturbation is not None and not callable(perturbation):
         perturbation = build_perturbation(perturbation)
     dataset = FrameDataset(table, pipeline, train=False, perturbation=perturbation)
-    rows = np.arange(len(dataset))[runtime.rank :: runtime.world_size]
-    loader = DataLoader(
-        Subset(dataset, rows.tolist()),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=runtime.device.type == "cuda",
-    )
-    was_training = method.training
-    method.eval()
-    indices, outputs = [], []
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and runtime.is_main))
-    for b, batch in enumerate(bar):
-        if limit_batches is not None and b >= limit_batches:
-            break
-        batch = to_device(batch, runtime)
-        with runtime.autocast():
-            out = fn(method, batch["image"])
-        indices.append(batch["index"].cpu().numpy())
-        outputs.append(out.float().cpu().numpy())
-    method.train(was_training)
-    idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    res = np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
-    if runtime.distributed:
-        gathered: list = [None] * runtime.world_size
-        dist.all_gather_object(gathered, (idx, res))
-        idx = np.concatenate([g[0] for g in gathered])
-        res = np.concatenate([g[1] for g in gathered])
-    order = np.argsort(idx, kind="stable")
-    return idx[order], res[order]
+    return map_dataset(
+        fn, method, dataset, runtime, batch_size, num_workers,
+        limit_batches=limit_batches, desc=desc, progress=progress,
+    )  # fmt: skip
 
 
 def predict_table(
