@@ -185,3 +185,10 @@ def test_smoke_run_on_the_synthetic_benchmark(synthetic_cache: Path, tmp_path):
     trainer = train_in_process(synthetic_cache, tmp_path, ["method=iid", "+scale=smoke"])
     metrics = trainer.results["metrics"]
     assert metrics and all(np.isfinite(v["frame_auc"]) for v in metrics.values())
+
+
+def test_smoke_scale_uses_a_small_face_recogniser_and_the_recipes_iresnet50() -> None:
+    """iresnet50 in both recipes; at scale=smoke (backbone=tiny) a 4-block iresnet keeps the sweeps short."""
+    for option in ("iid", "iid/dfb"):
+        assert list(compose([f"method={option}"]).method.id_network.layers) == [3, 4, 14, 3]
+        assert list(compose([f"method={option}", "+scale=smoke"]).method.id_network.layers) == [1, 1, 1, 1]
