@@ -82,8 +82,10 @@ def test_image_and_short_video_are_failures(setup, tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((32, 32, 3), np.uint8))
     detector = load_detector(ckpt)
     result = predict_sources(detector, find_sources(str(tmp_path)), cfg, setup_runtime(cfg.runtime))
+    names = result.failures["path"].map(lambda p: Path(p).name)
     reasons = dict(
-        zip(result.failures["path"].map(lambda p: Path(p).name), result.failures["detail"], strict=True)
+        zip(names, zip(result.failures["reason"], result.failures["detail"], strict=True), strict=True)
     )
-    assert "fewer than one clip" in reasons["short.mp4"] and "is an image" in reasons["photo.png"]
+    assert reasons["short.mp4"][0] == "too_short" and "fewer than one clip" in reasons["short.mp4"][1]
+    assert reasons["photo.png"][0] == "image" and "is an image" in reasons["photo.png"][1]
     assert result.videos["path"].map(lambda p: Path(p).name).tolist() == ["face.mp4"]

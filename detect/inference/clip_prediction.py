@@ -6,8 +6,9 @@ mean of its clips' P(fake), as evaluation scores videos (:mod:`detect.engine.cli
 (frames in the clip), ``face`` (0: the tracked face), ``x0, y0, x1, y1`` (the union of the tracked
 face's boxes, the one box every frame of the clip is cut around) and ``score``. ``videos.csv``: ``path``,
 ``kind``, ``score`` (mean of the clip scores), ``n_frames`` (frames in scored clips), ``n_clips`` (scored),
-``n_clips_planned``, ``clip_len``, ``aggregate`` (``mean_of_clips``). Images, videos shorter than one clip,
-and videos with no clip whose every frame shows the face are listed in ``failures.csv``.
+``n_clips_planned``, ``clip_len``, ``aggregate`` (``mean_of_clips``). Images (reason ``image``),
+videos shorter than one clip (``too_short``), undecodable files (``unreadable``) and videos with no clip
+whose every frame shows the face (``no_face``) are listed in ``failures.csv``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def predict_clip_sources(
         try:
             sampled = sample_clips(source, clip_len, cfg_clips, method_clips, str(cfg.video_backend))
         except UnreadableInput as err:
-            failures.append({"path": source.path, "reason": "unreadable", "detail": str(err)})
+            reason = getattr(err, "reason", "unreadable")  # image | too_short | unreadable
+            failures.append({"path": source.path, "reason": reason, "detail": str(err)})
             continue
         mine: list[dict] = []
         for clip in clips_of(sampled, mode, detector.crop, models):

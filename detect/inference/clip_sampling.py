@@ -27,6 +27,15 @@ from detect.inference.sources import Source
 CLIP_FACE_MODES = ("largest", "crops")
 
 
+class NoClipInput(UnreadableInput):
+    """A readable input that holds no clip: an image (``reason="image"``) or a video shorter than one clip
+    (``reason="too_short"``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class Clip:
     """One clip of one video: its frame numbers, the union of the tracked face's boxes, the one affine
@@ -65,20 +74,19 @@ def sample_clips(
     source: Source, clip_len: int, clips: int | None, method_clips: int | None, backend: str = "pyav"
 ) -> SampledClips:
     """Plan the clips of a video and decode their frames; an image, a video shorter than one clip or an
-    undecodable file -> :class:`UnreadableInput` (the message names the file and why)."""
+    undecodable file -> :class:`UnreadableInput` (:class:`NoClipInput` for the first two; the message
+    names the file and why)."""
     if source.kind == "image":
-        raise UnreadableInput(
-            f"{source.path} is an image; a clip detector reads {clip_len} consecutive frames"
-        )
+        msg = f"{source.path} is an image; a clip detector reads {clip_len} consecutive frames"
+        raise NoClipInput(msg, "image")
     try:
         n_total = count_frames(source.path, backend)
         if n_total <= 0:
             raise UnreadableInput(f"video has no frames: {source.path}")
         starts = clip_starts(n_total, clips_wanted(clips, method_clips, n_total, clip_len), clip_len)
         if not starts:
-            raise UnreadableInput(
-                f"{source.path} has {n_total} frames, fewer than one clip (clip_len={clip_len})"
-            )
+            msg = f"{source.path} has {n_total} frames, fewer than one clip (clip_len={clip_len})"
+            raise NoClipInput(msg, "too_short")
         planned = clip_frames(starts, clip_len)
         decoded = read_frames(source.path, [i for c in planned for i in c], n_total, backend)
     except UnreadableInput:
