@@ -12,6 +12,14 @@ are pre-loaded, and then, alternating with the baseline in rotating order:
 - ``eval_ips``: images/s of ``method.predict`` under ``no_grad`` and the runtime's autocast on the
   baseline's single-image batches (a clip detector gets them as clips of its length, each frame counted).
 
+A clip detector (a method declaring ``clip_len``, e.g. FTCN) adds two clip figures:
+
+- ``train_clips_per_s``: its training rate above in clips/s (clips per batch over the same time);
+- ``load_clips_per_s``: clips/s of its training ``DataLoader`` (``Trainer.make_loader``: ``ClipDataset`` on
+  the synthetic benchmark, one augmentation draw per clip) with ``loader_workers`` workers (2), in steady
+  state after the first batch (:func:`detect.analysis.engine_bench.measure_loader`; median of
+  ``loader_rounds`` epochs), and ``load_first_batch_s``, the time to the first batch (workers' start-up).
+
 ``*_vs_baseline`` is the ratio of the medians (per process-CPU second on the CPU as well); no figure is
 taken in a timed test. A method whose set-up fails is reported with its error and makes the script exit
 non-zero.
@@ -31,6 +39,7 @@ from detect.analysis.engine_bench import (
     BenchOptions,
     bench_overrides,
     compose_config,
+    measure_loader,
     preload_batches,
     prepare_synthetic,
 )
@@ -49,6 +58,8 @@ class DetectorBenchOptions:
     steps: int = 0
     target_s: float = 0.5
     cache_dir: str | None = None
+    loader_workers: int = 2
+    loader_rounds: int = 3
 
 
 def method_options(config_dir: Path) -> list[str]:
@@ -120,6 +131,19 @@ def _frames_per_batch(batch: dict) -> int:
     return int(batch["label"].shape[0])
 
 
+def _clip_figures(trainer, train_ips: float, opts: DetectorBenchOptions) -> dict:
+    """A clip detector's training clips/s (from its frames/s) and its clip loader's clips/s."""
+    clip_len = int(trainer.method.clip_len)
+    rate, first = measure_loader(trainer, [opts.loader_workers], opts.loader_rounds)[opts.loader_workers]
+    return {
+        "clip_len": clip_len,
+        "train_clips_per_s": round(train_ips / clip_len, 2),
+        "load_clips_per_s": round(rate, 1),
+        "load_workers": opts.loader_workers,
+        "load_first_batch_s": round(first, 3),
+    }
+
+
 def bench_detectors(config_dir: Path, opts: DetectorBenchOptions) -> dict:
     """Figures per method option (see the module docstring); ``errors`` lists failed set-ups."""
     from detect.engine.runtime import cleanup
@@ -163,6 +187,8 @@ def bench_detectors(config_dir: Path, opts: DetectorBenchOptions) -> dict:
                     "params": sum(p.numel() for p in tr.method.parameters()),
                     "params_baseline": sum(p.numel() for p in base.method.parameters()),
                 }
+                if getattr(tr.method, "clip_len", None) is not None:
+                    results[name].update(_clip_figures(tr, results[name]["train_ips"], opts))
         finally:
             cleanup()
     return {"batch": opts.batch, "threads": torch.get_num_threads(), "size": 64, "backbone": "tiny",

@@ -1,6 +1,6 @@
-"""Batched scoring of face crops: crops from many inputs are gathered into batches of ``batch_size``,
-pushed through the checkpoint's pipeline (resize, normalise) and ``method.predict`` (P(fake)), on the
-runtime's device under its autocast (bf16 optional)."""
+"""Batched scoring of face crops (or clips of crops, for clip methods): crops from many inputs are gathered
+into batches of ``batch_size``, pushed through the checkpoint's pipeline (resize, normalise) and
+``method.predict`` (P(fake)), on the runtime's device under its autocast (bf16 optional)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,19 @@ class BatchScorer:
         if len(self.pending) >= self.batch_size:
             self.flush()
 
+    def add_clip(self, crops: list[np.ndarray], done: Callable[[float], None]) -> None:
+        """Queue one clip (its frames' crops, in order) as a ``(T, C, H, W)`` tensor, for a clip method."""
+        frames, _ = self.pipeline.apply_shared(crops, augment=False)
+        self.pending.append((torch.stack(frames), done))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
     @torch.no_grad()
     def flush(self) -> None:
         if not self.pending:
             return
         batch = torch.stack([t for t, _ in self.pending]).to(self.runtime.device)
-        if self.runtime.channels_last:
+        if self.runtime.channels_last and batch.dim() == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with self.runtime.autocast():
             probs = self.method.predict(batch)

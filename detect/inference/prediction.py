@@ -5,7 +5,8 @@ Outputs in ``out_dir``: ``predictions.csv`` (one row per face: path, frame, face
 aggregate), ``failures.csv`` (every input that was unreadable or had no face: path, reason, detail;
 always written, empty when nothing failed), ``summary.json``, and with ``visualize=true`` an annotated
 MP4 per video and PNG per image under ``visualized/`` (``visualize_cam=true`` adds each face's Grad-CAM
-heat map, :mod:`detect.inference.class_activation`). A failing input never stops the others.
+heat map, :mod:`detect.inference.class_activation`). A failing input never stops the others. A clip
+detector's rows are clips instead of faces (:mod:`detect.inference.clip_prediction`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from detect.data.preprocess.face_detection import FaceModelConfig, build_face_models
+from detect.data.preprocess.face_detection import build_face_models
 from detect.engine.runtime import setup_runtime
 from detect.inference.aggregate import aggregate_scores
+from detect.inference.clip_prediction import CLIP_AGGREGATE, predict_clip_sources
 from detect.inference.face_sampling import FACE_MODES, UnreadableInput, faces_of, sample_input
 from detect.inference.face_scoring import BatchScorer
 from detect.inference.load import LoadedDetector, load_detector
+from detect.inference.predict_result import FAILURE_COLUMNS, PredictResult, face_models_config
 from detect.inference.sources import Source, find_sources
 from detect.utils.io import atomic_write_json, atomic_write_text
 
@@ -34,32 +35,6 @@ log = logging.getLogger(__name__)
 
 FACE_COLUMNS = ["path", "frame", "face", "x0", "y0", "x1", "y1", "score"]
 VIDEO_COLUMNS = ["path", "kind", "score", "n_frames", "n_faces", "n_frames_with_face", "aggregate"]
-FAILURE_COLUMNS = ["path", "reason", "detail"]
-
-
-@dataclass
-class PredictResult:
-    """The three tables ``predict.py`` writes."""
-
-    faces: pd.DataFrame
-    videos: pd.DataFrame
-    failures: pd.DataFrame
-    timings: dict = field(default_factory=dict)
-
-
-def face_models_config(detector: Mapping) -> FaceModelConfig:
-    """``cfg.detector`` (the same keys as ``conf/preprocess.yaml``'s) -> :class:`FaceModelConfig`."""
-    d = dict(detector)
-    return FaceModelConfig(
-        detector=str(d.get("name", "dlib")),
-        upsample=int(d.get("upsample", 1)),
-        min_score=float(d.get("min_score", 0.0)),
-        cnn_model_path=d.get("cnn_model_path"),
-        mtcnn_device=str(d.get("mtcnn_device", "cpu")),
-        mtcnn_min_prob=float(d.get("mtcnn_min_prob", 0.9)),
-        mtcnn_min_face_size=int(d.get("mtcnn_min_face_size", 20)),
-        predictor_path=d.get("predictor_path"),
-    )
 
 
 def predict_sources(
@@ -69,7 +44,10 @@ def predict_sources(
     runtime,
     visualize_dir: Path | None = None,
 ) -> PredictResult:
-    """Sample, detect, crop and score every source; failures are collected, never raised."""
+    """Sample, detect, crop and score every source; failures are collected, never raised. A clip detector
+    (a method declaring ``clip_len``) is scored per clip (:mod:`detect.inference.clip_prediction`)."""
+    if getattr(detector.method, "clip_len", None) is not None:
+        return predict_clip_sources(detector, sources, cfg, runtime, visualize_dir)
     mode = str(cfg.faces)
     if mode not in FACE_MODES:
         raise ValueError(f"faces={mode!r}; use one of {FACE_MODES}")
@@ -155,9 +133,10 @@ def predict_sources(
 
 def format_table(result: PredictResult, limit: int = 50) -> str:
     """The printed summary: one line per scored input, then the failures."""
-    lines = [f"{'score':>7}  {'frames':>6}  {'faces':>5}  path"]
+    unit = "clips" if "n_clips" in result.videos.columns else "faces"
+    lines = [f"{'score':>7}  {'frames':>6}  {unit:>5}  path"]
     for r in result.videos.head(limit).itertuples():
-        lines.append(f"{r.score:7.4f}  {r.n_frames:6d}  {r.n_faces:5d}  {r.path}")
+        lines.append(f"{r.score:7.4f}  {r.n_frames:6d}  {getattr(r, 'n_' + unit):5d}  {r.path}")
     if len(result.videos) > limit:
         lines.append(f"... {len(result.videos) - limit} more in videos.csv")
     if len(result.failures):
@@ -199,7 +178,8 @@ def run_predict(cfg: DictConfig, out_dir: Path) -> PredictResult:
         "failures": result.failures.to_dict("records"),
         "faces": str(cfg.faces),
         "crop": vars(detector.crop),
-        "aggregate": detector.aggregate,
+        "aggregate": CLIP_AGGREGATE if "n_clips" in result.videos.columns else detector.aggregate,
+        "clip_len": getattr(detector.method, "clip_len", None),
         "timings": result.timings,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
