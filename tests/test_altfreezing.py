@@ -121,6 +121,17 @@ def test_one_full_cycle_gives_every_parameter_a_gradient_and_an_update():
         assert torch.allclose(p, torch.sigmoid(m.logits(batch["clip"])))
 
 
+def test_a_bf16_cpu_backward_keeps_every_gradient_finite():
+    """oneDNN's bf16 Conv3d with a temporal kernel > 1 returns non-finite weight gradients on the CPU; those
+    convolutions run in float32 there, so a bf16 CPU step stays finite."""
+    torch.manual_seed(0)
+    m = AltFreezing({}, SGD, clip_len=4, zero_init_final_bn=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m.logits(torch.randn(2, 4, 3, 32, 32)).float().sum()
+    loss.backward()
+    assert [n for n, p in m.named_parameters() if not bool(torch.isfinite(p.grad).all())] == []
+
+
 def test_the_network_is_an_i3d_resnet50_with_deepfakebenchs_parameter_count():
     net = I3DResNet().eval()
     with torch.no_grad():

@@ -54,6 +54,18 @@ STEM_WIDTH = 64
 PHASES = ("spatial", "temporal")
 
 
+class TimeConv3d(nn.Conv3d):
+    """A Conv3d with a temporal kernel > 1 that, on the CPU under autocast, runs in float32: oneDNN's
+    bfloat16 Conv3d returns non-finite weight gradients for such kernels (torch 2.14 on x86; found for the
+    stem and several 3x1x1 ``a`` convolutions; FTCN's stem has the same guard; CUDA is unaffected)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class Bottleneck(nn.Module):
     """I3D bottleneck: a (``kernel_t`` x 1 x 1) -> b (1 x 3 x 3, stride ``(1, s, s)``) -> c (1x1x1), with a
     1x1x1 strided projection where the shape changes; the same names as FTCN's temporal-only block."""
@@ -61,7 +73,8 @@ class Bottleneck(nn.Module):
     def __init__(self, c_in: int, inner: int, c_out: int, stride: int, kernel_t: int) -> None:
         super().__init__()
         pad_t = kernel_t // 2
-        self.conv_a = nn.Conv3d(c_in, inner, (kernel_t, 1, 1), padding=(pad_t, 0, 0), bias=False)
+        conv_a = TimeConv3d if kernel_t > 1 else nn.Conv3d
+        self.conv_a = conv_a(c_in, inner, (kernel_t, 1, 1), padding=(pad_t, 0, 0), bias=False)
         self.bn_a = nn.BatchNorm3d(inner)
         self.conv_b = nn.Conv3d(
             inner, inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
@@ -86,7 +99,7 @@ class I3DResNet(nn.Module):
 
     def __init__(self, dropout: float = 0.5, zero_init_final_bn: bool = True) -> None:
         super().__init__()
-        self.stem_conv = nn.Conv3d(3, STEM_WIDTH, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False)
+        self.stem_conv = TimeConv3d(3, STEM_WIDTH, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False)
         self.stem_bn = nn.BatchNorm3d(STEM_WIDTH)
         self.stem_pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.time_pool = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))  # SlowFast's i3d pool after res2
