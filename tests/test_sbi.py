@@ -196,8 +196,9 @@ def test_dfb_converter_keeps_the_three_way_head():
 
 
 @pytest.mark.e2e
-@pytest.mark.long
-@pytest.mark.parametrize("preset", ["sbi", "sbi/dfb"])
+@pytest.mark.parametrize(  # sbi/dfb: the synthesising detectors' one smoke run in make test
+    "preset", [pytest.param("sbi", marks=pytest.mark.long), "sbi/dfb"]
+)
 def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
     smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
     trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
