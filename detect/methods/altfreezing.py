@@ -28,7 +28,6 @@ clips into real ones) -- the recipe trains on the real and fake clips of the ben
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -40,7 +39,7 @@ from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import Method, StepOutput
 from detect.engine.optim import OptimizerSpec
-from detect.methods.ftcn import slowfast_key
+from detect.methods.ftcn import read_kinetics_i3d, slowfast_key
 
 #: I3D ResNet-50 stages: (name, blocks, inner width, output width, spatial stride, temporal kernels per block,
 #: cycled). SlowFast's ``_TEMPORAL_KERNEL_BASIS["i3d"]`` with ``NUM_BLOCK_TEMP_KERNEL [[3], [4], [6], [3]]``.
@@ -234,26 +233,13 @@ class AltFreezing(Method):
     def _load_pretrained(self, pretrained: str | bool | None) -> int:
         """Kinetics I3D ResNet-50 weights (DeepfakeBench's ``I3D_8x8_R50.pth``), every tensor strictly, the
         400-class projection cut to its first row as DeepfakeBench does; returns how many were loaded."""
-        if pretrained is None:
-            raise ValueError(
-                "method.pretrained is not decided: DeepfakeBench's AltFreezing starts from a local "
-                "I3D_8x8_R50.pth (method.pretrained=/path/to/I3D_8x8_R50.pth) or train from scratch "
-                "(method.pretrained=false)"
-            )
-        if pretrained is False or pretrained in ("false", "none", ""):
+        read = read_kinetics_i3d(pretrained, "AltFreezing")
+        if read is None:
             return 0
-        path = Path(str(pretrained))
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"method.pretrained={path}: no such file (the Kinetics I3D ResNet-50 weights, "
-                "I3D_8x8_R50.pth; nothing is downloaded)"
-            )
-        source = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(source, Mapping) and "model_state" in source:
-            source = source["model_state"]
+        path, source = read
         state = {}
         for key, value in source.items():
-            ours = i3d_key(key.removeprefix("module.").removeprefix("resnet."))
+            ours = i3d_key(key)
             if ours is None:
                 raise ValueError(f"{path}: key {key!r} is no layer of an I3D ResNet-50")
             state[ours] = value[:1] if ours.startswith("projection.") else value

@@ -234,6 +234,33 @@ def slowfast_key(key: str) -> str | None:
     return f"stages.{stage}.{block}.{names[module]}.{rest[0]}"
 
 
+def read_kinetics_i3d(
+    pretrained: str | bool | None, detector: str, scratch: str = "or train from scratch"
+) -> tuple[Path, dict[str, Tensor]] | None:
+    """DeepfakeBench's start for its I3D detectors (FTCN, AltFreezing): ``pretrained`` false -> None (from
+    scratch); None (undecided) or a missing file -> an error saying what to pass; else (path, the file's
+    state dict read with ``weights_only``, ``model_state`` unwrapped, ``module.``/``resnet.`` prefixes
+    removed)."""
+    if pretrained is None:
+        raise ValueError(
+            f"method.pretrained is not decided: DeepfakeBench's {detector} starts from a local "
+            f"I3D_8x8_R50.pth (method.pretrained=/path/to/I3D_8x8_R50.pth) {scratch} "
+            "(method.pretrained=false)"
+        )
+    if pretrained is False or pretrained in ("false", "none", ""):
+        return None
+    path = Path(str(pretrained))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"method.pretrained={path}: no such file (the Kinetics I3D ResNet-50 weights of {detector}, "
+            "I3D_8x8_R50.pth; nothing is downloaded)"
+        )
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(source, Mapping) and "model_state" in source:
+        source = source["model_state"]
+    return path, {k.removeprefix("module.").removeprefix("resnet."): v for k, v in source.items()}
+
+
 class FTCN(Method):
     """Fully temporal convolution network + Temporal Transformer on clips, BCE (Zheng et al., ICCV 2021)."""
 
@@ -269,26 +296,12 @@ class FTCN(Method):
     def _load_pretrained(self, pretrained: str | bool | None) -> int:
         """Kinetics I3D ResNet-50 weights (DeepfakeBench's ``I3D_8x8_R50.pth``) where DeepfakeBench keeps
         them; returns how many tensors were loaded."""
-        if pretrained is None:
-            raise ValueError(
-                "method.pretrained is not decided: DeepfakeBench's FTCN starts from a local I3D_8x8_R50.pth "
-                "(method.pretrained=/path/to/I3D_8x8_R50.pth) or train from scratch as the paper "
-                "(method.pretrained=false)"
-            )
-        if pretrained is False or pretrained in ("false", "none", ""):
+        read = read_kinetics_i3d(pretrained, "FTCN", "or train from scratch as the paper")
+        if read is None:
             return 0
-        path = Path(str(pretrained))
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"method.pretrained={path}: no such file (FTCN's I3D ResNet-50 Kinetics weights, "
-                "I3D_8x8_R50.pth; nothing is downloaded)"
-            )
-        source = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(source, Mapping) and "model_state" in source:
-            source = source["model_state"]
+        path, source = read
         state = {}
         for key, value in source.items():
-            key = key.removeprefix("module.").removeprefix("resnet.")
             if key.startswith(("head.", "s5.")) or _reinitialised_by_dfb(key):
                 continue  # the Kinetics classifier and res5 are not part of FTCN
             ours = slowfast_key(key)
