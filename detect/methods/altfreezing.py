@@ -29,16 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detect.data.clip_view import ClipDataset
-from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
-from detect.engine.method_contract import Method, StepOutput
-from detect.engine.optim import OptimizerSpec
+from detect.engine.method_contract import StepOutput
+from detect.methods.clip_method import ClipBCEMethod, TimeConv3d
 from detect.methods.ftcn import read_kinetics_i3d, slowfast_key
 
 #: I3D ResNet-50 stages: (name, blocks, inner width, output width, spatial stride, temporal kernels per block,
@@ -51,18 +48,6 @@ STAGES = (
 )
 STEM_WIDTH = 64
 PHASES = ("spatial", "temporal")
-
-
-class TimeConv3d(nn.Conv3d):
-    """A Conv3d with a temporal kernel > 1 that, on the CPU under autocast, runs in float32: oneDNN's
-    bfloat16 Conv3d returns non-finite weight gradients for such kernels (torch 2.14 on x86; found for the
-    stem and several 3x1x1 ``a`` convolutions; FTCN's stem has the same guard; CUDA is unaffected)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float())
-        return super().forward(x)
 
 
 class Bottleneck(nn.Module):
@@ -190,7 +175,7 @@ def i3d_key(key: str) -> str | None:
     return slowfast_key(key)
 
 
-class AltFreezing(Method):
+class AltFreezing(ClipBCEMethod):
     """I3D ResNet-50 on clips trained by alternately freezing its spatial- and temporal-related weights."""
 
     name = "altfreezing"
@@ -263,18 +248,6 @@ class AltFreezing(Method):
         """``[B, T, C, H, W]`` clips -> ``[B]`` logits."""
         return self.net(clips.transpose(1, 2))
 
-    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> ClipDataset:
-        return ClipDataset(table, pipeline, self.clip_len, train=True, rule=self.clip_rule)
-
-    def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
-        return self.one_optimizer(epochs, steps_per_epoch)
-
-    def training_losses(self, batch: Mapping, ctx: StepContext) -> Tensor:
-        """Per-clip BCE of a batch (the forward ``ctx.forward`` runs)."""
-        with ctx.autocast():
-            logits = self.logits(batch["clip"])
-        return F.binary_cross_entropy_with_logits(logits.float(), batch["label"].float(), reduction="none")
-
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         """One step of the current phase: every gradient is computed (and all-reduced under DDP, whose
         parameter set stays fixed), then the frozen group's gradients are dropped before the optimiser step,
@@ -289,10 +262,6 @@ class AltFreezing(Method):
         self.iteration += 1
         logs = {"bce": loss.detach(), "spatial_phase": torch.tensor(float(phase == "spatial"))}
         return StepOutput(loss.detach(), logs, per_clip.detach())
-
-    @torch.no_grad()
-    def predict(self, clips: Tensor) -> Tensor:
-        return torch.sigmoid(self.logits(clips).float())
 
     def run_info(self) -> dict:
         return {

@@ -27,16 +27,13 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detect.data.clip_view import ClipDataset
-from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
-from detect.engine.method_contract import Method, StepOutput
-from detect.engine.optim import OptimizerSpec
+from detect.engine.method_contract import StepOutput
+from detect.methods.clip_method import ClipBCEMethod, TimeConv3d
 
 #: I3D ResNet-50 stages kept by FTCN: (blocks, inner width, output width, spatial stride, temporal kernels).
 #: Temporal kernels of SlowFast's ``i3d`` basis: res2 [3], res3 and res4 alternate [3, 1] (per block).
@@ -87,7 +84,9 @@ class TemporalResNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem_conv = temporal_conv(3, STEM_WIDTH, STEM_TEMPORAL_KERNEL)
+        # float32 under CPU autocast: oneDNN's bf16 Conv3d gives this 3-channel (5, 1, 1) kernel NaN gradients
+        k = STEM_TEMPORAL_KERNEL
+        self.stem_conv = TimeConv3d(3, STEM_WIDTH, (k, 1, 1), padding=(k // 2, 0, 0), bias=False)
         self.stem_bn = nn.BatchNorm3d(STEM_WIDTH)
         self.stem_stride = stride_pool(2)  # the stem convolution's spatial stride 2
         self.stem_pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
@@ -107,17 +106,8 @@ class TemporalResNet(nn.Module):
             c_in = c_out
         self.stages = nn.ModuleList(stages)
 
-    def stem(self, x: Tensor) -> Tensor:
-        """The stem convolution; on the CPU under autocast it runs in float32: oneDNN's bfloat16 Conv3d with
-        3 input channels and a (5, 1, 1) kernel returns NaN weight gradients (torch 2.14 on x86; CUDA is
-        unaffected), so a bf16 CPU run would diverge after its first step."""
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            with torch.autocast("cpu", enabled=False):
-                return self.stem_conv(x.float())
-        return self.stem_conv(x)
-
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem_pool(F.relu(self.stem_stride(self.stem_bn(self.stem(x)))))
+        x = self.stem_pool(F.relu(self.stem_stride(self.stem_bn(self.stem_conv(x)))))
         for stage in self.stages:
             x = stage(x)
         return x
@@ -261,7 +251,7 @@ def read_kinetics_i3d(
     return path, {k.removeprefix("module.").removeprefix("resnet."): v for k, v in source.items()}
 
 
-class FTCN(Method):
+class FTCN(ClipBCEMethod):
     """Fully temporal convolution network + Temporal Transformer on clips, BCE (Zheng et al., ICCV 2021)."""
 
     name = "ftcn"
@@ -324,28 +314,12 @@ class FTCN(Method):
         tokens = fmap.mean(dim=(3, 4)).transpose(1, 2)  # spatial average: one token per time step
         return self.head(tokens)
 
-    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> ClipDataset:
-        return ClipDataset(table, pipeline, self.clip_len, train=True, rule=self.clip_rule)
-
-    def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
-        return self.one_optimizer(epochs, steps_per_epoch)
-
-    def training_losses(self, batch: Mapping, ctx: StepContext) -> Tensor:
-        """Per-clip BCE of a batch (the forward ``ctx.forward`` runs)."""
-        with ctx.autocast():
-            logits = self.logits(batch["clip"])
-        return F.binary_cross_entropy_with_logits(logits.float(), batch["label"].float(), reduction="none")
-
     def fit_step(self, batch: Mapping, ctx: StepContext) -> StepOutput:
         per_clip = ctx.forward(self.training_losses, batch, ctx)
         loss = per_clip.mean()
         ctx.backward(loss)
         ctx.step(self.optimizer)
         return StepOutput(loss.detach(), {"bce": loss.detach()}, per_clip.detach())
-
-    @torch.no_grad()
-    def predict(self, clips: Tensor) -> Tensor:
-        return torch.sigmoid(self.logits(clips).float())
 
     def run_info(self) -> dict:
         return {"clip_len": self.clip_len, "pretrained_tensors": self.loaded_pretrained}

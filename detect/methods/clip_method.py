@@ -1,0 +1,56 @@
+"""What the clip detectors (FTCN, AltFreezing) share: a Conv3d that stays finite under CPU bf16 autocast, and
+the single-logit clip method (clip view for training, BCE per clip, sigmoid at evaluation)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detect.data.clip_view import ClipDataset
+from detect.data.transforms import Pipeline
+from detect.engine.context import StepContext
+from detect.engine.method_contract import Method
+from detect.engine.optim import OptimizerSpec
+
+
+class TimeConv3d(nn.Conv3d):
+    """A Conv3d with a temporal kernel > 1 that, on the CPU under autocast, runs in float32: oneDNN's
+    bfloat16 Conv3d returns non-finite weight gradients for such kernels (torch 2.14 on x86; found for the
+    3-channel (5, 1, 1) and (5, 7, 7) stems and several 3x1x1 convolutions; CUDA is unaffected)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
+class ClipBCEMethod(Method):
+    """A clip detector with one logit per clip: subclasses set ``clip_len``, ``clip_rule``, ``optim_cfg`` /
+    ``scheduler_cfg`` and define ``logits(clips [B, T, C, H, W]) -> [B]`` and ``fit_step``."""
+
+    clip_len: int
+    clip_rule: str
+
+    def logits(self, clips: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def build_train_dataset(self, table: pd.DataFrame, pipeline: Pipeline) -> ClipDataset:
+        return ClipDataset(table, pipeline, self.clip_len, train=True, rule=self.clip_rule)
+
+    def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
+        return self.one_optimizer(epochs, steps_per_epoch)
+
+    def training_losses(self, batch: Mapping, ctx: StepContext) -> Tensor:
+        """Per-clip BCE of a batch (the forward ``ctx.forward`` runs)."""
+        with ctx.autocast():
+            logits = self.logits(batch["clip"])
+        return F.binary_cross_entropy_with_logits(logits.float(), batch["label"].float(), reduction="none")
+
+    @torch.no_grad()
+    def predict(self, clips: Tensor) -> Tensor:
+        return torch.sigmoid(self.logits(clips).float())
