@@ -6,6 +6,8 @@ import pytest
 from helpers import CONF, TEST_SEARCHPATH, compose
 from omegaconf import OmegaConf
 
+from detect.engine.schema import validate_config
+
 
 def test_default_composition():
     cfg = compose([])
@@ -63,6 +65,9 @@ def test_every_option_composes(group):
     for option in _options(group):
         cfg = compose([f"{group}={option}", "run_name=x"])
         resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+        validate_config(cfg)  # what train.py checks first: an option train.py would refuse fails here
+        if group == "method":
+            validate_config(compose([f"method={option}", "+scale=smoke", "run_name=x"]))
         if group == "dataset":
             d = cfg.dataset
             assert d.name and d.index.endswith(".json") and d.labels
@@ -89,6 +94,7 @@ def test_every_experiment_and_scale_composes():
     for option in experiments:
         cfg = compose([f"experiment={option}", "scale=paper"])
         OmegaConf.to_container(cfg, resolve=True)
+        validate_config(cfg)
         assert cfg.table_spec.metrics and cfg.backbone.pretrained is None
     for detector in _options("experiment/dffc/detector"):
         cfg = compose(["experiment=dffc/table2", f"experiment/dffc/detector={detector}", "scale=paper"])
