@@ -136,7 +136,9 @@ def compose(overrides: list[str], config_name: str = "train", hydra_keys: bool =
 
 def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path | None = None):
     """Compose the training config (logger off, no progress bars) and train one run in this process;
-    returns the finished ``Trainer`` (its ``results`` attribute holds what ``fit`` returned)."""
+    returns the finished ``Trainer`` (its ``results`` attribute holds what ``fit`` returned). The config is
+    validated first, as ``train.py`` does."""
+    from detect.engine.schema import validate_config
     from detect.engine.trainer import Trainer
 
     cfg = compose(
@@ -148,6 +150,7 @@ def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path
             *overrides,
         ]
     )
+    validate_config(cfg)
     trainer = Trainer(cfg, run_dir or out / "run")
     trainer.setup()
     trainer.results = trainer.fit()
