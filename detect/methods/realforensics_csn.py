@@ -93,7 +93,7 @@ class ResStage(nn.Module):
 
 
 class CSN(nn.Module):
-    """``[B, C_in, T, H, W] -> [B, 16 * stem_width, T]`` (the spatial mean of the last stage); ``blocks``:
+    """``[B, C_in, T, H, W] -> [B, 32 * stem_width, T]`` (the spatial mean of the last stage); ``blocks``:
     blocks per stage (ResNet-101: ``DEPTHS[101]``), ``stem_width``: 64 in the authors' network."""
 
     def __init__(
