@@ -209,6 +209,18 @@ def test_stage1_weights_load_and_null_is_a_recorded_random_stand_in(tmp_path):
         tiny(backbone_checkpoint=str(path), csn={"blocks": [1, 1, 1, 1], "stem_width": 8})
 
 
+def test_the_warm_up_schedule_rises_linearly_from_zero_then_stays():
+    m = tiny(scheduler={"name": "warmup_constant", "warmup_steps": 4})
+    spec = m.configure_optimizers(1, 10)[0]
+    lrs = []
+    for _ in range(6):
+        lrs.append(spec.optimizer.param_groups[0]["lr"])
+        spec.optimizer.step()
+        spec.scheduler.step()
+    assert spec.interval == "step" and lrs == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert all(p.requires_grad for g in spec.optimizer.param_groups for p in g["params"])
+
+
 def test_time_mask_by_hand():
     clip = torch.ones(10, 1, 2, 2)
     g = torch.Generator().manual_seed(3)
