@@ -174,6 +174,14 @@ def _clips(b: int, s: int, method, g: torch.Generator) -> dict:
     }
 
 
+def _two_view_clips(b: int, s: int, method, g: torch.Generator) -> dict:
+    """RealForensics: the augmented clip and its clean view (the frozen target network's input)."""
+    return {
+        **_clips(b, s, method, g),
+        "clip_clean": torch.randn(b, int(method.clip_len), 3, s, s, generator=g),
+    }
+
+
 def _multi_quality(b: int, s: int, method, g: torch.Generator) -> dict:
     q = len(method.qualities)
     return {
@@ -263,6 +271,7 @@ BATCHES: dict[str, Callable] = {
     "RealFakePairDataset": _real_fake_pairs,  # UCF: (real, fake) pairs with manipulation classes
     "SynthPairDataset": _synth_pairs,  # Face X-ray, FWA: (real, its synthesised fake) with the blend masks
     "ClipDataset": _clips,  # clip detectors (FTCN): T consecutive frames of one face track
+    "TwoViewClipDataset": _two_view_clips,  # RealForensics: augmented + clean view of each clip
     "SladdPairDataset": _sladd_pairs,  # SLADD: target, source and region masks (the policy blends in-step)
 }
 
