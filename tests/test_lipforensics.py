@@ -21,6 +21,7 @@ from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset, mouth_box
 from detect.data.sample_table import COLUMNS
 from detect.data.transforms import Pipeline
 from detect.engine.method_builder import build_method
+from detect.engine.schema import validate_config
 from detect.methods.lipforensics import LipForensics, authors_key
 from detect.methods.lipforensics_net import (
     LipForensicsNet,
@@ -375,6 +376,8 @@ def test_both_recipes_compose(extra, clip_len, rule, size, crop, batch, epochs, 
     )
     assert list(cfg.input.mean) == [0.421] * 3 and list(cfg.input.std) == [0.165] * 3
     assert list(m.freeze) == ["frontend", "trunk"] and m.optim.lr == 2e-4 and m.eval_clips_per_video is None
+    validate_config(cfg)  # frames: null (every stored clip) passes the command line's check
+    assert cfg.protocol.frames.train is None
     method = build_method(m, cfg.backbone)
     assert isinstance(method, LipForensics) and method.clip_len == clip_len and "clips" in method.data_needs
     assert method.run_info()["lipreading"]["random_init"] is True
@@ -389,3 +392,40 @@ def test_smoke_run_trains_and_evaluates_videos_from_mouth_clips(synthetic_cache,
     info = results["method_info"]
     assert info["clip_len"] == 4 and info["lipreading"]["random_init"] is True
     assert info["frozen"] == ["frontend", "trunk"]
+
+
+def test_predict_scores_mouth_squares_of_each_tracked_clip(tmp_path):
+    from helpers import face_video_frames, save_random_checkpoint, write_h264
+
+    from detect.data.preprocess.face_detection import build_face_models
+    from detect.engine.runtime import setup_runtime
+    from detect.inference.clip_sampling import clips_of, sample_clips
+    from detect.inference.load import load_detector
+    from detect.inference.prediction import face_models_config, predict_sources
+    from detect.inference.sources import find_sources
+
+    ckpt = save_random_checkpoint(tmp_path / "lip.pt", ("method=lipforensics",))
+    video = tmp_path / "videos" / "face.mp4"
+    write_h264(video, face_video_frames(0.3, 8))
+    cfg = compose([f"ckpt={ckpt}", f"input={video}", "progress=false", "clips=1"], "predict")
+    detector = load_detector(ckpt)
+    torch.set_num_threads(1)
+    result = predict_sources(detector, find_sources(str(video)), cfg, setup_runtime(cfg.runtime))
+    (row,) = result.faces.to_dict("records")
+    sampled = sample_clips(find_sources(str(video))[0], 4, 1, None)
+    (clip,) = clips_of(sampled, "largest", detector.crop, build_face_models(face_models_config(cfg.detector)))
+    size = detector.crop.size
+    mouth = np.mean([lm[48:68].mean(0) for lm in clip.landmarks], axis=0)  # landmarks in crop pixels
+    assert 0.25 * size < mouth[0] < 0.75 * size and 0.5 * size < mouth[1] < 0.95 * size
+    squares = detector.method.clip_region_crops(clip.crops, clip.landmarks)
+    x0, y0, side = mouth_box(clip.landmarks, None, LRW_EYE_RATIO)
+    assert squares[0].shape[:2] == (side, side) and np.array_equal(
+        squares[0], clip.crops[0][y0 : y0 + side, x0 : x0 + side]
+    )
+    frames, _ = detector.pipeline.apply_shared(squares, augment=False)
+    with torch.no_grad():
+        p = float(detector.method.predict(torch.stack(frames)[None]).reshape(()))
+    assert row["score"] == pytest.approx(p, abs=1e-5)
+    crops_cfg = compose([f"ckpt={ckpt}", f"input={video}", "progress=false", "faces=crops"], "predict")
+    with pytest.raises(ValueError, match="faces=largest"):
+        predict_sources(detector, find_sources(str(video)), crops_cfg, setup_runtime(crops_cfg.runtime))

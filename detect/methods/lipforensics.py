@@ -28,11 +28,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset
+from detect.data.clip_view import cut_square
+from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset, mouth_box
 from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import StepOutput
@@ -215,6 +217,18 @@ class LipForensics(ClipBCEMethod):
             perturbation=perturbation, mouth_size=self.mouth_size, eye_ratio=self.eye_ratio,
             rule=self.clip_rule,
         )  # fmt: skip
+
+    def clip_region_crops(
+        self, crops: list[np.ndarray], landmarks: list[np.ndarray] | None
+    ) -> list[np.ndarray]:
+        """predict.py's input: the mouth squares of one clip's face crops (one square for the clip, as
+        :class:`MouthClipDataset` cuts them), located by the landmarks mapped into the crops."""
+        if landmarks is None:
+            raise ValueError(
+                "LipForensics needs each clip's landmarks to cut the mouth (predict.py faces=largest)"
+            )
+        x0, y0, side = mouth_box(landmarks, self.mouth_size, self.eye_ratio)
+        return [cut_square(c, x0, y0, side) for c in crops]
 
     # -- training -----------------------------------------------------------------------------------
     def configure_optimizers(self, epochs: int, steps_per_epoch: int) -> list[OptimizerSpec]:
