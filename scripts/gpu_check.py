@@ -263,6 +263,7 @@ BATCHES: dict[str, Callable] = {
     "RealFakePairDataset": _real_fake_pairs,  # UCF: (real, fake) pairs with manipulation classes
     "SynthPairDataset": _synth_pairs,  # Face X-ray, FWA: (real, its synthesised fake) with the blend masks
     "ClipDataset": _clips,  # clip detectors (FTCN): T consecutive frames of one face track
+    "MouthClipDataset": _clips,  # LipForensics: clips of mouth squares (RGB; the model takes their luma)
     "SladdPairDataset": _sladd_pairs,  # SLADD: target, source and region masks (the policy blends in-step)
 }
 

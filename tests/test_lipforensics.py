@@ -429,3 +429,35 @@ def test_predict_scores_mouth_squares_of_each_tracked_clip(tmp_path):
     crops_cfg = compose([f"ckpt={ckpt}", f"input={video}", "progress=false", "faces=crops"], "predict")
     with pytest.raises(ValueError, match="faces=largest"):
         predict_sources(detector, find_sources(str(video)), crops_cfg, setup_runtime(crops_cfg.runtime))
+
+
+@pytest.mark.long
+def test_a_release_shaped_checkpoint_converts_loads_and_scores(tmp_path):
+    from source_models import convert as convert_file_for
+
+    from detect.inference.load import load_detector
+
+    spec = _manifest()
+    g = torch.Generator().manual_seed(0)
+    source = {}
+    for key, shape in spec["keys"].items():
+        if key.endswith("num_batches_tracked"):
+            source[key] = torch.tensor(7)
+        elif key.endswith("running_var"):
+            source[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            source[key] = torch.randn(shape, generator=g) * 0.05
+    torch.save({"model": source}, tmp_path / "lipforensics_ff.pth")
+    dst = convert_file_for("lipforensics", tmp_path / "lipforensics_ff.pth", tmp_path / "converted.pt")
+    det = load_detector(dst)
+    ours = det.method.state_dict()
+    assert all(torch.equal(ours["net." + authors_key(k)], v) for k, v in source.items())
+    assert det.method.run_info()["lipreading"] == {
+        "checkpoint": "release",
+        "random_init": False,
+        "seed": None,
+    }
+    assert det.pipeline.spec["size"] == 96 and det.pipeline.spec["crop"] == 88
+    with torch.no_grad():
+        p = det.method.predict(torch.randn(1, 25, 3, 88, 88, generator=g))
+    assert p.shape == (1,) and 0.0 < float(p) < 1.0
