@@ -188,8 +188,8 @@ class LipForensics(ClipBCEMethod):
             raise FileNotFoundError(
                 f"method.lipreading={path}: no such file (LipForensics' lipreading network: a local "
                 "ResNet-18 + MS-TCN state dict pre-trained on LRW, e.g. Martinez et al.'s "
-                "resnet18_mstcn(_adamw_s3) .pth.tar with PReLUs; nothing is downloaded). method.lipreading=null "
-                "runs a seeded random stand-in"
+                "resnet18_mstcn(_adamw_s3) .pth.tar with PReLUs; nothing is downloaded). "
+                "method.lipreading=null runs a seeded random stand-in"
             )
         mapped = map_lipreading(read_state(path), model.state_dict(), str(path))
         model.load_state_dict(mapped, strict=False)
