@@ -20,7 +20,9 @@ from detect.convert.lipforensics_release import convert
 from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset, mouth_box
 from detect.data.sample_table import COLUMNS
 from detect.data.transforms import Pipeline
+from detect.engine.clip_scoring import predict_for_method
 from detect.engine.method_builder import build_method
+from detect.engine.runtime import Runtime
 from detect.engine.schema import validate_config
 from detect.methods.lipforensics import LipForensics, authors_key
 from detect.methods.lipforensics_net import (
@@ -347,12 +349,17 @@ def test_mouth_clips_are_squares_centred_on_the_mouth_sized_by_the_eyes(tmp_path
         MouthClipDataset(
             table.drop(columns=["landmark_path"]), Pipeline(16, [0] * 3, [1] * 3), 4, train=False
         )
-    # the method's evaluation view is this one, with the method's clip settings
-    m = LipForensics({}, ADAM, clip_len=2, net=TINY, eval_clips_per_video=1)
-    view = m.build_eval_clip_dataset(table, Pipeline(side, [0, 0, 0], [1 / 255] * 3), None)
-    assert (
-        isinstance(view, MouthClipDataset) and len(view) == 1 and view[0]["clip"].shape == (2, 3, side, side)
-    )
+    # the method's evaluation view is this one, with the method's clip settings, and the engine scores it
+    m = LipForensics({}, ADAM, clip_len=2, net=TINY, eval_clips_per_video=1).eval()
+    pipe = Pipeline(32, [0.421] * 3, [0.165] * 3)
+    view = m.build_eval_clip_dataset(table, pipe, None)
+    assert isinstance(view, MouthClipDataset) and len(view) == 1 and view[0]["clip"].shape == (2, 3, 32, 32)
+    rt = Runtime(torch.device("cpu"), "fp32")
+    preds = predict_for_method(m, table, pipe, rt, 2, 0, None, None, progress=False)
+    with torch.no_grad():
+        want = float(m.predict(view[0]["clip"][None]))
+    assert len(preds) == 1 and preds["n_frames"].tolist() == [2]
+    assert preds["prob"][0] == pytest.approx(want, abs=1e-6)
 
 
 @pytest.mark.parametrize(
