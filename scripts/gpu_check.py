@@ -272,6 +272,7 @@ BATCHES: dict[str, Callable] = {
     "SynthPairDataset": _synth_pairs,  # Face X-ray, FWA: (real, its synthesised fake) with the blend masks
     "ClipDataset": _clips,  # clip detectors (FTCN): T consecutive frames of one face track
     "TwoViewClipDataset": _two_view_clips,  # RealForensics: augmented + clean view of each clip
+    "MouthClipDataset": _clips,  # LipForensics: clips of mouth squares (RGB; the model takes their luma)
     "SladdPairDataset": _sladd_pairs,  # SLADD: target, source and region masks (the policy blends in-step)
 }
 

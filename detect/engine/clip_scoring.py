@@ -5,7 +5,8 @@ A method is a clip method when it declares ``clip_len`` (an int: frames per clip
 takes ``predict(clips [B, T, C, H, W]) -> P(fake) [B]``; ``eval_clips_per_video`` (None: every clip the
 stored frames hold) sets how many clips of each video are scored, spread evenly over the video;
 ``clip_rule`` (default ``consecutive``; ``dfb``: DeepfakeBench's clips over the stored order) how clips are
-cut (:mod:`detect.data.clip_view`).
+cut (:mod:`detect.data.clip_view`). A method defining ``build_eval_clip_dataset(table, pipeline,
+perturbation)`` builds its own evaluation clips (LipForensics: mouth clips) with those same settings.
 """
 
 from __future__ import annotations
@@ -51,15 +52,19 @@ def predict_clips(
     """P(fake) of every clip of ``table`` (sharded over processes, gathered on all): one row per clip with
     the first frame's ``path``/``frame`` and the clip's ``n_frames``."""
     pert = build_perturbation(perturbation) if perturbation is not None else None
-    dataset = ClipDataset(
-        table,
-        pipeline,
-        clip_len_of(method),
-        train=False,
-        clips_per_video=getattr(method, "eval_clips_per_video", None),
-        perturbation=pert,
-        rule=getattr(method, "clip_rule", "consecutive"),
-    )
+    own_view = getattr(method, "build_eval_clip_dataset", None)  # e.g. LipForensics' mouth clips
+    if own_view is not None:
+        dataset = own_view(table, pipeline, pert)
+    else:
+        dataset = ClipDataset(
+            table,
+            pipeline,
+            clip_len_of(method),
+            train=False,
+            clips_per_video=getattr(method, "eval_clips_per_video", None),
+            perturbation=pert,
+            rule=getattr(method, "clip_rule", "consecutive"),
+        )
     idx, prob = map_dataset(
         lambda m, clips: m.predict(clips), method, dataset, runtime, batch_size, num_workers,
         input_key="clip", index_key="clip_index", limit_batches=limit_batches, desc=desc, progress=progress,

@@ -108,7 +108,8 @@ SCHEMA: dict[str, Check] = {
     "runtime.backend": one_of("auto", "nccl", "gloo"),
     "runtime.sync_bn": boolean,
     "runtime.deterministic": boolean,
-    "protocol.frames.train": integer(1, optional=True),  # null: every stored frame
+    # null: every stored frame (the clip detectors' recipes: every stored clip)
+    "protocol.frames.train": integer(1, optional=True),
     "protocol.frames.val": integer(1, optional=True),
     "protocol.frames.test": integer(1, optional=True),
     "protocol.train": mapping_or_null,

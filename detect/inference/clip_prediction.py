@@ -8,7 +8,9 @@ face's boxes, the one box every frame of the clip is cut around) and ``score``. 
 ``kind``, ``score`` (mean of the clip scores), ``n_frames`` (frames in scored clips), ``n_clips`` (scored),
 ``n_clips_planned``, ``clip_len``, ``aggregate`` (``mean_of_clips``). Images (reason ``image``),
 videos shorter than one clip (``too_short``), undecodable files (``unreadable``) and videos with no clip
-whose every frame shows the face (``no_face``) are listed in ``failures.csv``.
+whose every frame shows the face (``no_face``) are listed in ``failures.csv``. A method defining
+``clip_region_crops(crops, landmarks)`` (LipForensics: the mouth squares) is given its region of each
+clip's crops, located by the landmarks mapped into the crop (``faces=largest`` only).
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def predict_clip_sources(
     scorer = BatchScorer(detector.method, detector.pipeline, runtime, int(cfg.batch_size))
     cfg_clips = cfg.get("clips")
     method_clips = getattr(detector.method, "eval_clips_per_video", None)
+    region = getattr(detector.method, "clip_region_crops", None)  # (crops, landmarks) -> the method's input
+    if region is not None and mode == "crops":
+        raise ValueError(
+            f"{type(detector.method).__name__} cuts its input from the face's landmarks (e.g. the mouth), "
+            "which faces=crops does not locate: run with faces=largest"
+        )
     rows: list[dict] = []
     per_input: list[tuple[Source, list[dict], int]] = []
     failures: list[dict] = []
@@ -83,7 +91,8 @@ def predict_clip_sources(
             row.update({"x0": x0, "y0": y0, "x1": x1, "y1": y1, "score": float("nan")})
             rows.append(row)
             mine.append(row)
-            scorer.add_clip(clip.crops, lambda p, row=row: row.__setitem__("score", p))
+            crops = clip.crops if region is None else region(clip.crops, clip.landmarks)
+            scorer.add_clip(crops, lambda p, row=row: row.__setitem__("score", p))
         t_faces += time.perf_counter() - t
         if not mine:
             detail = (

@@ -39,12 +39,14 @@ class NoClipInput(UnreadableInput):
 @dataclass
 class Clip:
     """One clip of one video: its frame numbers, the union of the tracked face's boxes, the one affine
-    map (frame -> crop pixels) every frame was cut with, and the crops (RGB uint8)."""
+    map (frame -> crop pixels) every frame was cut with, the crops (RGB uint8) and the frames' landmarks
+    mapped into the crops (for clip detectors that cut a region from them, e.g. LipForensics' mouth)."""
 
     frames: list[int]
     box: tuple[float, float, float, float]
     matrix: np.ndarray | None
     crops: list[np.ndarray]
+    landmarks: list[np.ndarray] | None = None  # per frame, in crop pixels (None with faces=crops)
 
     @property
     def start(self) -> int:
@@ -122,4 +124,5 @@ def clips_of(sampled: SampledClips, mode: str, crop: FaceCrop, models: FaceModel
         landmarks = [models.predictor.predict(rgb, d.box) for rgb, d in zip(rgbs, faces, strict=True)]
         box = union_box([d.box for d in faces])
         matrix = box_matrix(box, crop.scale, crop.size, np.concatenate(landmarks))
-        yield Clip(list(numbers), box, matrix, [warp(rgb, matrix, crop.size) for rgb in rgbs])
+        in_crop = [np.asarray(lm, np.float64) @ matrix[:, :2].T + matrix[:, 2] for lm in landmarks]
+        yield Clip(list(numbers), box, matrix, [warp(rgb, matrix, crop.size) for rgb in rgbs], in_crop)
