@@ -29,7 +29,7 @@ from detect.methods.clip_method import TimeConv3d
 from detect.methods.realforensics import CosineHead, RealForensics, fake_prior, ssl_loss
 from detect.methods.realforensics_csn import CSN, DEPTHS, SeparatedBottleneck
 
-MANIFEST = Path(__file__).parent / "data" / "realforensics_release.json"
+MANIFEST = Path(__file__).parent / "data" / "release_manifests" / "realforensics.json"
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 TINY = {"csn": {"blocks": [1, 1, 1, 1], "stem_width": 4}, "projection_size": 8}
 TINY_PRED = {"dim": 16, "heads": 2, "dim_head": 8, "mlp_dim": 32, "depth": 1}
@@ -88,7 +88,7 @@ def test_the_csn_keeps_time_and_averages_space():
 
 
 def test_the_full_network_matches_the_authors_csn_r101_key_for_key():
-    # tests/data/realforensics_release.json, enumerated by hand from their code: 21,394,176 parameters
+    # tests/data/release_manifests/realforensics.json, enumerated by hand from their code: 21,394,176 parameters
     expected = manifest_part("backbone.")
     ours = {k: list(v.shape) for k, v in CSN(DEPTHS[101]).state_dict().items()}
     assert ours == expected
