@@ -298,7 +298,7 @@ def test_the_release_converter_maps_backbone_and_head_and_drops_training_parts(t
     source = {k.removeprefix("module."): v for k, v in source.items()}
     torch.save(source, tmp_path / "realforensics_ff.pth")
     det = load_detector(
-        convert("realforensics_release", tmp_path / "realforensics_ff.pth", tmp_path / "rf.pt")
+        convert("realforensics", tmp_path / "realforensics_ff.pth", tmp_path / "rf.pt")
     )
     ours = det.method.state_dict()
     assert torch.equal(ours["df_head.weight"], source["df_head.weight"])

@@ -34,12 +34,12 @@ def convert(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         source,
         lambda k: k if k.startswith(KEPT) else None,
         drop=lambda k: k.startswith(TRAINING_ONLY),
-        what="realforensics_release",
+        what="realforensics",
     )
 
 
 FORMAT = Format(
-    name="realforensics_release",
+    name="realforensics",
     kind="checkpoint",
     description="RealForensics stage-2 release (flat ModelCombined state dict: CSN-101, cosine head)",
     convert=convert,
