@@ -141,6 +141,23 @@ def test_the_encoder_gives_w_plus_codes_from_three_pyramid_levels():
     with torch.device("meta"):  # 230 M parameters: shapes only
         full = GradualStyleEncoder()
     assert len(full.body) == 24 and full.style_dim == 512 and len(full.styles[8].convs) == 12
+    # pSp's key names and shapes (models/encoders/psp_encoders.py, helpers.py), written out by hand
+    shapes = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    assert {
+        "input_layer.0.weight": (64, 3, 3, 3),
+        "input_layer.2.weight": (64,),
+        "body.0.res_layer.5.fc1.weight": (4, 64, 1, 1),
+        "body.3.shortcut_layer.0.weight": (128, 64, 1, 1),
+        "body.3.res_layer.3.weight": (128, 128, 3, 3),
+        "body.23.res_layer.4.running_var": (512,),
+        "styles.2.convs.6.weight": (512, 512, 3, 3),
+        "styles.6.convs.8.bias": (512,),
+        "styles.17.convs.10.weight": (512, 512, 3, 3),
+        "styles.17.linear.weight": (512, 512),
+        "latlayer1.weight": (512, 256, 1, 1),
+        "latlayer2.weight": (512, 128, 1, 1),
+    }.items() <= shapes.items()
+    assert "body.0.shortcut_layer.0.weight" not in shapes and "styles.2.convs.8.weight" not in shapes
 
 
 def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
