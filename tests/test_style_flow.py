@@ -170,7 +170,7 @@ def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
     state = {f"encoder.{k}": v for k, v in ref.state_dict().items() if k != "latent_avg"}
     state["decoder.conv1.weight"] = torch.zeros(1)
     path = tmp_path / "psp.pt"
-    torch.save({"state_dict": state, "latent_avg": torch.ones(18, 4) * 0.5, "opts": {"n_styles": 18}}, path)
+    torch.save({"state_dict": state, "latent_avg": torch.ones(4) * 0.5, "opts": {"n_styles": 18}}, path)
     import detect.methods.style_flow_encoder as module
 
     original = module.GradualStyleEncoder
@@ -178,7 +178,7 @@ def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
     try:
         enc, info = load_style_encoder({"checkpoint": str(path), "input_size": 32})
         assert info == {"checkpoint": str(path), "random_init": False, "seed": None}
-        assert torch.equal(enc.latent_avg, torch.full((4,), 0.5))
+        assert torch.equal(enc.latent_avg, torch.full((18, 4), 0.5))  # one W vector, added to every style
         x = torch.randn(1, 3, 32, 32)
         with torch.no_grad():
             assert torch.allclose(enc(x), ref.eval()(x) + 0.5, atol=1e-6)

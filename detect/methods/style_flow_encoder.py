@@ -142,7 +142,7 @@ class GradualStyleEncoder(nn.Module):
         )
         self.latlayer1 = nn.Conv2d(widths[2], self.style_dim, 1)
         self.latlayer2 = nn.Conv2d(widths[1], self.style_dim, 1)
-        self.register_buffer("latent_avg", torch.zeros(self.style_dim))
+        self.register_buffer("latent_avg", torch.zeros(self.n_styles, self.style_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.input_layer(x)
@@ -179,11 +179,11 @@ def _read_psp_state(path: Path) -> dict[str, Tensor]:
     if any(k.startswith("encoder.") for k in state):
         state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     avg = source.get("latent_avg", state.pop("latent_avg", None))
-    if avg is not None:
+    if avg is not None:  # pSp stores one W vector [512] (added to all 18 styles) or one per style [18, 512]
         avg = avg.reshape(-1, avg.shape[-1])
-        if avg.shape[0] not in (1, N_STYLES) or not torch.allclose(avg, avg[:1].expand_as(avg)):
-            raise ValueError(f"{path}: latent_avg of shape {tuple(avg.shape)} is not one repeated W vector")
-        state["latent_avg"] = avg[0]
+        if avg.shape[0] not in (1, N_STYLES):
+            raise ValueError(f"{path}: latent_avg of shape {tuple(avg.shape)} is neither [512] nor [18, 512]")
+        state["latent_avg"] = avg.expand(N_STYLES, -1).clone()
     return state
 
 
@@ -217,7 +217,7 @@ def load_style_encoder(cfg: Mapping) -> tuple[GradualStyleEncoder, dict]:
         net = GradualStyleEncoder(input_size=input_size)
         state = _read_psp_state(path)
         if "latent_avg" not in state:
-            state["latent_avg"] = torch.zeros(net.style_dim)
+            state["latent_avg"] = torch.zeros(net.n_styles, net.style_dim)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
