@@ -8,10 +8,14 @@ import math
 
 import pytest
 import torch
-from helpers import compose, train_in_process
+from helpers import compose, face_video_frames, save_random_checkpoint, train_in_process, write_h264
 from step_probe import one_step_gradients
 
 from detect.engine.method_builder import build_method
+from detect.engine.runtime import setup_runtime
+from detect.inference.load import load_detector
+from detect.inference.prediction import predict_sources
+from detect.inference.sources import find_sources
 from detect.methods.style_flow import ContentNetwork, StyleAttention, StyleFlow
 from detect.methods.style_flow_encoder import GradualStyleEncoder, load_style_encoder
 from detect.methods.style_flow_gru import (
@@ -282,6 +286,22 @@ def test_configs_compose_with_the_paper_recipe_and_the_smoke_scale():
     built = build_method(s, smoke.backbone)
     assert isinstance(built, StyleFlow) and "clips" in built.data_needs
     assert built.run_info()["encoder"]["random_init"] is True
+
+
+def test_predict_scores_a_video_as_the_mean_of_its_clips(tmp_path):
+    ckpt = save_random_checkpoint(tmp_path / "style_flow.pt", ("method=style_flow",))
+    write_h264(tmp_path / "videos" / "face.mp4", face_video_frames(0.3, 12))
+    cfg = compose([f"ckpt={ckpt}", f"input={tmp_path / 'videos'}", "progress=false", "clips=2"], "predict")
+    detector = load_detector(ckpt)
+    assert isinstance(detector.method, StyleFlow) and detector.method.clip_len == 4
+    torch.set_num_threads(1)
+    sources = find_sources(str(tmp_path / "videos" / "face.mp4"))
+    result = predict_sources(detector, sources, cfg, setup_runtime(cfg.runtime))
+    clips = result.faces
+    assert clips["frame"].tolist() == [0, 8] and clips["n_frames"].tolist() == [4, 4]
+    (video,) = result.videos.to_dict("records")
+    assert video["aggregate"] == "mean_of_clips" and video["n_clips"] == 2
+    assert video["score"] == pytest.approx(float(clips["score"].mean()), abs=1e-12)
 
 
 @pytest.mark.e2e
