@@ -108,9 +108,9 @@ SCHEMA: dict[str, Check] = {
     "runtime.backend": one_of("auto", "nccl", "gloo"),
     "runtime.sync_bn": boolean,
     "runtime.deterministic": boolean,
-    "protocol.frames.train": integer(1, optional=True),  # null: every stored frame (clip detectors)
-    "protocol.frames.val": integer(1, optional=True),
-    "protocol.frames.test": integer(1, optional=True),
+    "protocol.frames.train": integer(1),
+    "protocol.frames.val": integer(1),
+    "protocol.frames.test": integer(1),
     "protocol.train": mapping_or_null,
     "protocol.val": mapping_or_null,
     "protocol.test": mapping_or_null,
