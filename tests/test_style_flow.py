@@ -27,14 +27,14 @@ from detect.methods.style_flow_gru import (
 )
 
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
-TINY_ENCODER = {"input_size": 32, "seed": 0, "stand_in": {"units": [1, 1, 1, 1], "widths": [4, 4, 4, 4]}}
+TINY_ENCODER = {"input_size": 32, "stand_in": {"units": [1, 1, 1, 1], "widths": [4, 4, 4, 4]}}
 #: clip_len 4 -> 2 content tokens of 1024 -> E_style of 2048 = 2 directions x 2 layers x 512
 TINY_GRU = {"hidden": 512, "layers": 2, "head_hidden": 16}
 SMALL_HEAD = {"heads": 2, "dim_head": 4, "mlp_dim": 16, "dropout": 0.0, "emb_dropout": 0.0}
 
 
 def _method(**kw) -> StyleFlow:
-    args = {"encoder": TINY_ENCODER, "style_gru": TINY_GRU, "transformer": SMALL_HEAD, "clip_len": 4}
+    args = {"encoder_net": TINY_ENCODER, "style_gru": TINY_GRU, "transformer": SMALL_HEAD, "clip_len": 4}
     return StyleFlow({}, ADAM, **{**args, **kw})
 
 
@@ -131,14 +131,14 @@ def test_content_network_pools_time_once_and_ends_at_1024():
 
 
 def test_the_encoder_gives_w_plus_codes_from_three_pyramid_levels():
-    enc, info = load_style_encoder(TINY_ENCODER)
+    enc, info = load_style_encoder(None, 0, **TINY_ENCODER)
     assert info["random_init"] is True and info["checkpoint"] is None
     assert not any(p.requires_grad for p in enc.parameters()) and not enc.training
     x = torch.randn(2, 3, 48, 48)
     codes = enc.encode_frames(x)  # resized to 32 px as pSp's transform
     assert codes.shape == (2, 18, 4)
     # seeded: the same stand-in twice
-    assert torch.equal(load_style_encoder(TINY_ENCODER)[0].encode_frames(x), codes)
+    assert torch.equal(load_style_encoder(None, 0, **TINY_ENCODER)[0].encode_frames(x), codes)
     # coarse styles read the stride-16 map: 2x2 at 32 px -> one conv; fine styles the stride-4 map: 3 convs
     assert len(enc.styles[0].convs) == 2 and len(enc.styles[17].convs) == 6
     # pSp's full encoder: IR-SE-50 (24 units) and 18 map2style blocks
@@ -167,7 +167,7 @@ def test_the_encoder_gives_w_plus_codes_from_three_pyramid_levels():
 def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
     size = {"units": [1, 1, 1, 1], "widths": [4, 4, 4, 4]}
     with pytest.raises(FileNotFoundError, match="psp_ffhq_encode.pt"):
-        load_style_encoder({"checkpoint": str(tmp_path / "psp_ffhq_encode.pt")})
+        load_style_encoder(str(tmp_path / "psp_ffhq_encode.pt"))
     # a pSp-layout file: encoder.* keys in state_dict (decoder keys ignored) and a latent_avg
     torch.manual_seed(1)
     ref = GradualStyleEncoder(size["units"], size["widths"], 32)
@@ -180,7 +180,7 @@ def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
     original = module.GradualStyleEncoder
     module.GradualStyleEncoder = lambda input_size=256: original(size["units"], size["widths"], input_size)
     try:
-        enc, info = load_style_encoder({"checkpoint": str(path), "input_size": 32})
+        enc, info = load_style_encoder(str(path), input_size=32)
         assert info == {"checkpoint": str(path), "random_init": False, "seed": None}
         assert torch.equal(enc.latent_avg, torch.full((18, 4), 0.5))  # one W vector, added to every style
         x = torch.randn(1, 3, 32, 32)
@@ -189,7 +189,7 @@ def test_a_psp_checkpoint_loads_strictly_and_a_missing_file_is_named(tmp_path):
         del state["encoder.latlayer1.weight"]
         torch.save({"state_dict": state}, path)
         with pytest.raises(ValueError, match="latlayer1"):
-            load_style_encoder({"checkpoint": str(path), "input_size": 32})
+            load_style_encoder(str(path), input_size=32)
     finally:
         module.GradualStyleEncoder = original
 
@@ -266,7 +266,7 @@ def test_configs_compose_with_the_paper_recipe_and_the_smoke_scale():
         39000,
         None,
     )
-    assert m.encoder.checkpoint is None and m.encoder.input_size == 256
+    assert m.encoder is None and m.encoder_net.input_size == 256 and m.encoder_seed == cfg.seed
     assert dict(m.style_gru) == {
         "hidden": 4096,
         "layers": 2,
@@ -282,7 +282,7 @@ def test_configs_compose_with_the_paper_recipe_and_the_smoke_scale():
     smoke = compose(["method=style_flow", "+scale=smoke"])
     s = smoke.method
     assert (s.clip_len, s.clip_rule, s.stage1_steps, smoke.input.size) == (4, "dfb", 1, 64)
-    assert s.encoder.input_size == 64 and list(s.encoder.stand_in.widths) == [4, 8, 8, 8]
+    assert s.encoder_net.input_size == 64 and list(s.encoder_net.stand_in.widths) == [4, 8, 8, 8]
     built = build_method(s, smoke.backbone)
     assert isinstance(built, StyleFlow) and "clips" in built.data_needs
     assert built.run_info()["encoder"]["random_init"] is True

@@ -122,7 +122,9 @@ class StyleFlow(ClipBCEMethod):
         clip_len: int = 32,
         eval_clips_per_video: int | None = None,
         clip_rule: str = "consecutive",
-        encoder: Mapping | None = None,
+        encoder: str | None = None,
+        encoder_seed: int = 0,
+        encoder_net: Mapping | None = None,
         style_gru: Mapping | None = None,
         style_gru_checkpoint: str | None = None,
         stage1_steps: int = 0,
@@ -137,7 +139,7 @@ class StyleFlow(ClipBCEMethod):
             raise ValueError(f"method.clip_len={clip_len}: a style flow needs at least 2 frames")
         self.clip_len, self.clip_rule = int(clip_len), clip_rule
         self.eval_clips_per_video = eval_clips_per_video
-        self.encoder, self.encoder_info = load_style_encoder(dict(encoder or {}))
+        self.encoder, self.encoder_info = load_style_encoder(encoder, encoder_seed, **dict(encoder_net or {}))
         feature_size = self.encoder.n_styles * self.encoder.style_dim
         self.style_gru = StyleGRU(feature_size, self.clip_len - 1, **dict(style_gru or {}))
         self.content = ContentNetwork()

@@ -187,22 +187,25 @@ def _read_psp_state(path: Path) -> dict[str, Tensor]:
     return state
 
 
-def load_style_encoder(cfg: Mapping) -> tuple[GradualStyleEncoder, dict]:
-    """The frozen encoder from ``cfg``: ``checkpoint`` (a local pSp file, e.g. ``psp_ffhq_encode.pt``;
-    null: a seeded random stand-in of ``stand_in`` size), ``seed``, ``input_size``; returns it and what was
+def load_style_encoder(
+    checkpoint: str | None,
+    seed: int = 0,
+    input_size: int = 256,
+    stand_in: Mapping | None = None,
+) -> tuple[GradualStyleEncoder, dict]:
+    """The frozen encoder: ``checkpoint`` a local pSp file (e.g. ``psp_ffhq_encode.pt``), or null for a seeded
+    (``seed``) random stand-in of ``stand_in`` size (``units``, ``widths``); returns it and what was
     loaded."""
-    checkpoint, seed = cfg.get("checkpoint"), int(cfg.get("seed", 0))
-    input_size = int(cfg.get("input_size", 256))
     if checkpoint in (None, "", "none", "random"):
-        size = dict(cfg.get("stand_in") or {})
+        size = dict(stand_in or {})
         units, widths = tuple(size.get("units", PSP_UNITS)), tuple(size.get("widths", PSP_WIDTHS))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = GradualStyleEncoder(units, widths, input_size)
+            torch.manual_seed(int(seed))
+            net = GradualStyleEncoder(units, widths, int(input_size))
         info = {
             "checkpoint": None,
             "random_init": True,
-            "seed": seed,
+            "seed": int(seed),
             "units": list(units),
             "widths": list(widths),
         }
@@ -210,11 +213,11 @@ def load_style_encoder(cfg: Mapping) -> tuple[GradualStyleEncoder, dict]:
         path = Path(str(checkpoint)).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"method.encoder.checkpoint={path}: no such file (the pSp StyleGAN encoder of style-latent "
+                f"method.encoder={path}: no such file (the pSp StyleGAN encoder of style-latent "
                 "flows, e.g. pSp's psp_ffhq_encode.pt; nothing is downloaded). Give a local file, or null "
                 "for a seeded random stand-in"
             )
-        net = GradualStyleEncoder(input_size=input_size)
+        net = GradualStyleEncoder(input_size=int(input_size))
         state = _read_psp_state(path)
         if "latent_avg" not in state:
             state["latent_avg"] = torch.zeros(net.n_styles, net.style_dim)
