@@ -88,7 +88,7 @@ def test_the_csn_keeps_time_and_averages_space():
 
 
 def test_the_full_network_matches_the_authors_csn_r101_key_for_key():
-    # tests/data/release_manifests/realforensics.json, enumerated by hand from their code: 21,394,176 parameters
+    # the manifest, enumerated by hand from their code: 21,394,176 parameters
     expected = manifest_part("backbone.")
     ours = {k: list(v.shape) for k, v in CSN(DEPTHS[101]).state_dict().items()}
     assert ours == expected
