@@ -297,9 +297,7 @@ def test_the_release_converter_maps_backbone_and_head_and_drops_training_parts(t
     source = manifest_state_dict(MANIFEST)
     source = {k.removeprefix("module."): v for k, v in source.items()}
     torch.save(source, tmp_path / "realforensics_ff.pth")
-    det = load_detector(
-        convert("realforensics", tmp_path / "realforensics_ff.pth", tmp_path / "rf.pt")
-    )
+    det = load_detector(convert("realforensics", tmp_path / "realforensics_ff.pth", tmp_path / "rf.pt"))
     ours = det.method.state_dict()
     assert torch.equal(ours["df_head.weight"], source["df_head.weight"])
     key = "backbone.blocks.3.res_blocks.22.branch2.conv_b.weight"
