@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import compose, train_in_process
 from step_probe import one_step_gradients
 
@@ -68,6 +69,26 @@ def test_the_network_keeps_time_and_ends_at_res4_with_output_stride_16():
     assert [c.kernel_size[0] for c in convs if c.kernel_size[0] > 1] == [5] + [3] * 3 + [3] * 2 + [3] * 3
     with torch.no_grad():
         assert net(torch.randn(1, 3, 3, 32, 32)).shape == (1, 1024, 3, 2, 2)
+
+
+def test_the_authors_time_pool_halves_time_after_res2_by_max():
+    """The authors' network keeps the I3D's (2, 1, 1) max-pooling after res2 (``time_pool``): the output has
+    T // 2 steps, step t is the max of res2's steps 2t and 2t + 1, and the transformer gets T // 2 tokens."""
+    torch.manual_seed(0)
+    pooled, plain = TemporalResNet(time_pool=True).eval(), TemporalResNet().eval()
+    pooled.load_state_dict(plain.state_dict())  # the pooling has no parameters: same weights, same keys
+    x = torch.randn(1, 3, 6, 32, 32)
+    with torch.no_grad():
+        res2 = plain.stages[0](plain.stem_pool(F.relu(plain.stem_stride(plain.stem_bn(plain.stem_conv(x))))))
+        by_hand = torch.maximum(res2[:, :, 0::2], res2[:, :, 1::2])
+        after = by_hand
+        for stage in plain.stages[1:]:
+            after = stage(after)
+        assert torch.allclose(pooled(x), after, atol=1e-5)
+    assert pooled(x).shape[2] == 3 and pooled.time_steps(32) == 16 and plain.time_steps(32) == 32
+    assert FTCN({}, ADAM, clip_len=32, time_pool=True).head.num_tokens == 16
+    with pytest.raises(ValueError, match="time_pool"):
+        FTCN({}, ADAM, clip_len=1, time_pool=True)
 
 
 def test_transformer_attention_and_cls_pooling_by_hand():
@@ -199,6 +220,7 @@ def test_configs_compose_with_the_recipes(option, clip_len, rule, size, lr, batc
     assert (cfg.input.size, cfg.trainer.batch_size, cfg.trainer.epochs) == (size, batch, epochs)
     assert list(cfg.input.mean) == [0.5] * 3 and list(cfg.input.std) == [0.5] * 3
     assert m.transformer.depth == 1 and m.transformer.heads == 16 and m.transformer.mlp_dim == 2048
+    assert m.time_pool is (option == "ftcn")  # the authors keep the I3D's time pooling; DeepfakeBench not
     smoke = compose([f"method={option}", "+scale=smoke"])
     assert smoke.method.clip_len == 4 and smoke.method.clip_rule == "dfb" and smoke.input.size == 64
     if option == "ftcn/dfb":

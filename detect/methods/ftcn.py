@@ -8,15 +8,17 @@ name them, and their sizes are read from DeepfakeBench's implementation (docs/me
   SlowFast: stem temporal kernel 5; res2 blocks temporal kernel 3; res3 and res4 alternate 3 and 1) whose
   every convolution has spatial kernel size 1 while its temporal kernel size is unchanged, so each pixel's
   time series is filtered on its own (:class:`TemporalConv`). Each spatial stride 2 is removed and a
-  ``(1, 2, 2)`` max-pooling follows that convolution's batch normalisation instead; temporal pooling is
-  removed, so the clip keeps its ``T`` time steps; the network stops after res4 (1024 channels, output
-  stride 16: 14 x 14 at 224 px).
+  ``(1, 2, 2)`` max-pooling follows that convolution's batch normalisation instead; the network stops after
+  res4 (1024 channels, output stride 16: 14 x 14 at 224 px). The authors' network keeps the I3D's temporal
+  max-pooling ``(2, 1, 1)`` after res2 (their ``root_setting.yaml``: ``no_time_pool: false``), so a 32-frame
+  clip gives 16 time steps (``time_pool: true``, the paper recipe); DeepfakeBench removes it
+  (``no_time_pool = True``), so the clip keeps its ``T`` steps (``time_pool: false``, ``ftcn/dfb``).
 * **Temporal Transformer** (Sec. 3.2, the second stage): the feature map is averaged over space (one
   1024-d token per time step; DeepfakeBench's ``AvgPool3d((1, 14, 14))`` at 224 px), a learnt class token is
-  prepended and a learnt positional embedding (``T + 1`` positions) added, embedding dropout, ``depth``
-  pre-norm blocks (multi-head self-attention: 16 heads of 64 dims, ``to_qkv`` without bias; MLP 1024 ->
-  2048 -> 1024 with GELU; dropout 0.1), and the class token's output through LayerNorm + Linear(1024, 1)
-  (:class:`TemporalTransformer`).
+  prepended and a learnt positional embedding (one position per time step, plus one) added, embedding
+  dropout, ``depth`` pre-norm blocks (multi-head self-attention: 16 heads of 64 dims, ``to_qkv`` without
+  bias; MLP 1024 -> 2048 -> 1024 with GELU; dropout 0.1), and the class token's output through LayerNorm +
+  Linear(1024, 1) (:class:`TemporalTransformer`).
 * **Loss**: binary cross-entropy on the clip's logit (DeepfakeBench: sigmoid then ``BCELoss``, the same
   loss); ``predict`` is the sigmoid; a video's score is the mean over its clips (the engine's clip scoring).
 """
@@ -46,8 +48,11 @@ STEM_WIDTH, STEM_TEMPORAL_KERNEL = 64, 5
 
 
 def temporal_conv(c_in: int, c_out: int, kernel_t: int) -> nn.Conv3d:
-    """A convolution with spatial kernel 1 and temporal kernel ``kernel_t`` (same-length padding), no bias."""
-    return nn.Conv3d(c_in, c_out, (kernel_t, 1, 1), padding=(kernel_t // 2, 0, 0), bias=False)
+    """A convolution with spatial kernel 1 and temporal kernel ``kernel_t`` (same-length padding), no bias;
+    a :class:`TimeConv3d` (float32 under CPU autocast) when ``kernel_t > 1``: oneDNN's bf16 Conv3d gives such
+    kernels non-finite weight gradients on the CPU."""
+    conv = TimeConv3d if kernel_t > 1 else nn.Conv3d
+    return conv(c_in, c_out, (kernel_t, 1, 1), padding=(kernel_t // 2, 0, 0), bias=False)
 
 
 def stride_pool(stride: int) -> nn.Module:
@@ -78,15 +83,16 @@ class TemporalBottleneck(nn.Module):
 
 
 class TemporalResNet(nn.Module):
-    """FTCN's fully temporal convolution network: ``[B, 3, T, H, W] -> [B, 1024, T, H/16, W/16]``."""
+    """FTCN's fully temporal convolution network: ``[B, 3, T, H, W] -> [B, 1024, T', H/16, W/16]`` with
+    ``T' = T // 2`` when ``time_pool`` (the I3D's temporal max-pooling after res2, the authors' network) and
+    ``T' = T`` without it (DeepfakeBench's)."""
 
     out_channels = STAGES[-1][3]
 
-    def __init__(self) -> None:
+    def __init__(self, time_pool: bool = False) -> None:
         super().__init__()
-        # float32 under CPU autocast: oneDNN's bf16 Conv3d gives this 3-channel (5, 1, 1) kernel NaN gradients
-        k = STEM_TEMPORAL_KERNEL
-        self.stem_conv = TimeConv3d(3, STEM_WIDTH, (k, 1, 1), padding=(k // 2, 0, 0), bias=False)
+        self.time_pool = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if time_pool else nn.Identity()
+        self.stem_conv = temporal_conv(3, STEM_WIDTH, STEM_TEMPORAL_KERNEL)
         self.stem_bn = nn.BatchNorm3d(STEM_WIDTH)
         self.stem_stride = stride_pool(2)  # the stem convolution's spatial stride 2
         self.stem_pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
@@ -108,9 +114,14 @@ class TemporalResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem_pool(F.relu(self.stem_stride(self.stem_bn(self.stem_conv(x)))))
-        for stage in self.stages:
+        x = self.time_pool(self.stages[0](x))
+        for stage in self.stages[1:]:
             x = stage(x)
         return x
+
+    def time_steps(self, clip_len: int) -> int:
+        """Time steps of the output map for clips of ``clip_len`` frames."""
+        return clip_len // 2 if isinstance(self.time_pool, nn.MaxPool3d) else clip_len
 
 
 class TransformerBlock(nn.Module):
@@ -170,7 +181,8 @@ class TemporalTransformer(nn.Module):
         b, t, _ = tokens.shape
         if t != self.num_tokens:
             raise ValueError(
-                f"{t} time tokens, but the positional embedding holds {self.num_tokens} (clip_len)"
+                f"{t} time tokens, but the positional embedding holds {self.num_tokens} "
+                "(clip_len, halved by the time pooling)"
             )
         x = torch.cat([self.cls_token.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)
         x = self.emb_dropout(x + self.pos_embedding.to(tokens.dtype))
@@ -269,16 +281,21 @@ class FTCN(ClipBCEMethod):
         clip_rule: str = "consecutive",
         transformer: Mapping | None = None,
         pretrained: str | bool | None = False,
+        time_pool: bool = False,
         name: str = "ftcn",
     ) -> None:
         super().__init__()
-        if int(clip_len) < 1:
-            raise ValueError(f"method.clip_len={clip_len}: must be at least 1")
+        if int(clip_len) < (2 if time_pool else 1):
+            raise ValueError(
+                f"method.clip_len={clip_len}: must be at least {2 if time_pool else 1}"
+                + (" (method.time_pool halves the time steps)" if time_pool else "")
+            )
         self.clip_len = int(clip_len)
         self.eval_clips_per_video = eval_clips_per_video
         self.clip_rule = clip_rule
-        self.net = TemporalResNet()
-        self.head = TemporalTransformer(self.clip_len, dim=TemporalResNet.out_channels, **(transformer or {}))
+        self.net = TemporalResNet(time_pool=bool(time_pool))
+        tokens = self.net.time_steps(self.clip_len)
+        self.head = TemporalTransformer(tokens, dim=TemporalResNet.out_channels, **(transformer or {}))
         self.loaded_pretrained = self._load_pretrained(pretrained)
         self.optim_cfg, self.scheduler_cfg = optim, scheduler
         self.optimizer: torch.optim.Optimizer | None = None
@@ -310,7 +327,7 @@ class FTCN(ClipBCEMethod):
 
     def logits(self, clips: Tensor) -> Tensor:
         """``[B, T, C, H, W]`` clips -> ``[B]`` logits."""
-        fmap = self.net(clips.transpose(1, 2))  # [B, 1024, T, h, w]
+        fmap = self.net(clips.transpose(1, 2))  # [B, 1024, T', h, w]
         tokens = fmap.mean(dim=(3, 4)).transpose(1, 2)  # spatial average: one token per time step
         return self.head(tokens)
 
@@ -322,4 +339,8 @@ class FTCN(ClipBCEMethod):
         return StepOutput(loss.detach(), {"bce": loss.detach()}, per_clip.detach())
 
     def run_info(self) -> dict:
-        return {"clip_len": self.clip_len, "pretrained_tensors": self.loaded_pretrained}
+        return {
+            "clip_len": self.clip_len,
+            "time_steps": self.head.num_tokens,
+            "pretrained_tensors": self.loaded_pretrained,
+        }

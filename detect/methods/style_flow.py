@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from detect.engine.context import StepContext
 from detect.engine.method_contract import StepOutput
 from detect.engine.optim import OptimizerSpec, build_optimizer, build_scheduler
-from detect.methods.clip_method import ClipBCEMethod, TimeConv3d
+from detect.methods.clip_method import ClipBCEMethod
 from detect.methods.ftcn import TemporalResNet, TemporalTransformer
 from detect.methods.style_flow_encoder import load_style_encoder
 from detect.methods.style_flow_gru import (
@@ -46,42 +46,16 @@ from detect.methods.style_flow_gru import (
 )
 
 
-def float32_time_convs(net: nn.Module) -> nn.Module:
-    """``net`` with every plain Conv3d of temporal kernel > 1 replaced by a :class:`TimeConv3d` of the same
-    shape (float32 under CPU autocast): after the time pooling, oneDNN's bf16 Conv3d also gives res3/res4's
-    3x1x1 convolutions non-finite weight gradients on the CPU (found with 2 time steps)."""
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Conv3d and child.kernel_size[0] > 1:
-                conv = TimeConv3d(
-                    child.in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    stride=child.stride,
-                    padding=child.padding,
-                    bias=child.bias is not None,
-                )
-                conv.load_state_dict(child.state_dict())
-                setattr(parent, name, conv)
-    return net
-
-
 class ContentNetwork(nn.Module):
     """``[B, 3, T, H, W] -> [B, T // 2, 1024]``: FTCN's temporal-only ResNet-50 to res4 with the I3D's
     temporal max-pooling (kernel and stride (2, 1, 1)) after res2, averaged over space."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = float32_time_convs(TemporalResNet())
-        self.time_pool = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
+        self.net = TemporalResNet(time_pool=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        n = self.net
-        x = n.stem_pool(F.relu(n.stem_stride(n.stem_bn(n.stem_conv(x)))))
-        x = self.time_pool(n.stages[0](x))
-        for stage in n.stages[1:]:
-            x = stage(x)
-        return x.mean(dim=(3, 4)).transpose(1, 2)
+        return self.net(x).mean(dim=(3, 4)).transpose(1, 2)
 
 
 class StyleAttention(nn.Module):
