@@ -193,6 +193,28 @@ def test_configs_hold_the_papers_backbones_and_defaults():
     assert (mat.method.texture_stride, mat.method.attention_stride) == (4, 16)
 
 
+def test_spsl_preset_augments_as_deepfakebenchs_generic_pipeline():
+    """DeepfakeBench's dataset/abstract_dataset.py (albumentations 1.1): flip, rotation with its reflected
+    border, Gaussian (not median) blur, one of three colour steps, JPEG; in albumentations 2.x names."""
+    import albumentations as A
+
+    from detect.data.transforms import build_augmentations
+
+    cfg = compose(["method=spsl"])
+    flip, rotate, blur, one_of, jpeg = build_augmentations(cfg.augment.train)
+    assert isinstance(flip, A.HorizontalFlip) and flip.p == 0.5
+    assert isinstance(rotate, A.Rotate) and rotate.limit == (-10.0, 10.0) and rotate.p == 0.5
+    assert rotate.border_mode == 4  # cv2.BORDER_REFLECT_101, albumentations 1.x's default
+    assert isinstance(blur, A.GaussianBlur) and blur.blur_limit == (3, 7) and blur.p == 0.5
+    assert blur.sigma_limit == (0.8, 1.4)  # 1.x: OpenCV's σ of kernels 3 and 7
+    assert isinstance(one_of, A.OneOf) and one_of.p == 0.5
+    rbc, pca, hsv = one_of.transforms
+    assert isinstance(rbc, A.RandomBrightnessContrast) and isinstance(pca, A.FancyPCA)
+    assert isinstance(hsv, A.HueSaturationValue)
+    assert rbc.brightness_limit == (-0.1, 0.1) and rbc.contrast_limit == (-0.1, 0.1)
+    assert isinstance(jpeg, A.ImageCompression) and jpeg.quality_range == (40, 100) and jpeg.p == 0.5
+
+
 def test_mat_warmup_trains_the_plain_backbone_then_decays_alpha():
     torch.manual_seed(0)
     m = MAT(TINY, ADAM, warmup_fraction=0.5, agda={"enabled": False})
