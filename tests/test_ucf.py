@@ -277,6 +277,8 @@ def test_both_recipes_compose_with_the_values_their_headers_give():
     assert paper.method.common_shuffle == 0.0 and dfb.method.common_shuffle == 0.7
     targets = [a["_target_"].rsplit(".", 1)[1] for a in dfb.augment.train]
     assert targets == ["HorizontalFlip", "Rotate", "GaussianBlur", "OneOf", "ImageCompression"]
+    rotate, blur = dfb.augment.train[1], dfb.augment.train[2]  # albumentations 1.x's border and σ
+    assert rotate.border_mode == 4 and list(blur.sigma_limit) == [0.8, 1.4]
     assert [a["_target_"].rsplit(".", 1)[1] for a in paper.augment.train] == ["HorizontalFlip"]
 
 
