@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose, cpu_step_context
+from step_probe import fixed_batch
 
 from detect.engine.method_builder import build_method
 from detect.methods.mat import AGDA, MAT, attention_pooling, regional_independence_loss
@@ -154,15 +155,6 @@ def test_agda_mixes_only_where_the_attention_is():
 
 
 # -- every method: one update, predictions, config ------------------------------------------------------
-def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "image": torch.randn(b, 3, 64, 64, generator=g),
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
-
-
 @pytest.mark.parametrize("name", ["srm", "spsl", "mat"])
 def test_method_config_fit_step_and_predict(name):
     cfg = compose([f"method={name}", "+scale=smoke"])
@@ -171,14 +163,14 @@ def test_method_config_fit_step_and_predict(name):
     m.configure_optimizers(1, 4)
     m.train()
     before = [p.detach().clone() for p in m.parameters()]
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     changed = sum(not torch.equal(a, p) for a, p in zip(before, m.parameters(), strict=True))
     assert changed > len(before) // 2
     assert out.sample_losses.shape == (4,) and bool(torch.isfinite(out.sample_losses).all())
     assert torch.equal(out.indices, torch.arange(10, 14))
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)
     m.eval()
-    p = m.predict(_batch()["image"])
+    p = m.predict(fixed_batch()["image"])
     assert p.shape == (4,) and bool(((p >= 0) & (p <= 1)).all())
 
 
@@ -222,14 +214,14 @@ def test_mat_warmup_trains_the_plain_backbone_then_decays_alpha():
     assert m.warmup_epochs == 1
     m.on_epoch_start(0, None, None)
     att = [p.detach().clone() for p in m.attention.parameters()]
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     assert "warmup_ce" in out.logs and all(
         torch.equal(a, p) for a, p in zip(att, m.attention.parameters(), strict=True)
     )
     m.on_epoch_end(0, None)
     assert float(m.alpha) == pytest.approx(0.05)
     m.on_epoch_start(1, None, None)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     assert {"ce", "ril_intra", "ril_inter"} <= set(out.logs) and float(m.centres.abs().sum()) > 0
     m.on_epoch_end(1, None)
     assert float(m.alpha) == pytest.approx(0.05 * 0.9)
