@@ -127,3 +127,13 @@ def short_smoke_metrics(cache: Path, out: Path, preset: str) -> dict:
     synthetic benchmark in ``cache``, in process, writing under ``out``; returns the run's metrics."""
     smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
     return train_in_process(cache, out, [f"method={preset}", *smoke]).results["metrics"]
+
+
+def fit_once_with_last_gradients(method: Method, batch: Mapping) -> tuple[StepOutput, dict[str, float]]:
+    """Configure ``method``'s optimisers for one epoch of one step, switch it to training mode, hook its
+    trainable parameters (:func:`hook_last_gradients`) and run one ``fit_step`` on ``batch`` on the CPU;
+    returns the step's output and the recorded gradient sums."""
+    method.configure_optimizers(1, 1)
+    method.train()
+    grads = hook_last_gradients(method)
+    return method.fit_step(batch, cpu_step_context()), grads

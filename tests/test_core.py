@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose, cpu_step_context, train_in_process
-from step_probe import hook_last_gradients, without_gradient
+from step_probe import fit_once_with_last_gradients, without_gradient
 
 from detect.data.datasets import FrameDataset
 from detect.data.transforms import Pipeline
@@ -88,10 +88,7 @@ def _batch(views: bool, b: int = 4) -> dict:
 def test_one_step_reaches_every_parameter_and_logs_each_loss(pairing):
     torch.manual_seed(0)
     m = CORE(TINY, ADAM, pairing=pairing)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(pairing == "views"), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch(pairing == "views"))
     assert without_gradient(m, grads) == []
     assert set(out.logs) == {"ce", "consistency"} and float(out.logs["consistency"]) > 0
     assert out.sample_losses.shape == (4,)

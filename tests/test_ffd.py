@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import compose, cpu_step_context, train_in_process
-from step_probe import hook_last_gradients, masked_batch, without_gradient
+from step_probe import fit_once_with_last_gradients, masked_batch, without_gradient
 
 from detect.data.datasets import FrameDataset
 from detect.data.mask_view import MaskedFrameDataset
@@ -127,10 +127,7 @@ def test_one_step_reaches_every_parameter_and_logs_each_loss(maptype):
     if maptype == "tmp":
         n = 4 * 4  # tiny at 64 px: the map layer is blocks.3, 4x4
         m.attention.set_templates(torch.rand(n), torch.randn(10, n) / 4)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch())
     assert without_gradient(m, grads) == []
     assert set(out.logs) == {"bce", "map_l1"}
     with torch.no_grad():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import compose, cpu_step_context, train_in_process
-from step_probe import hook_last_gradients, signed_uniform_batch, without_gradient
+from step_probe import fit_once_with_last_gradients, signed_uniform_batch, without_gradient
 
 from detect.engine.method_builder import build_method
 from detect.methods.forensic_transfer import (
@@ -110,10 +110,7 @@ def test_the_objective_is_activation_plus_gamma_reconstruction_with_the_selected
 def test_one_fit_step_reaches_every_parameter_and_logs_each_term():
     torch.manual_seed(0)
     m = ForensicTransfer(SIZE64, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch())
     missing = without_gradient(m, grads)
     assert not missing, missing
     assert {"activation", "reconstruction"} <= set(out.logs)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import compose, cpu_step_context, tiny_df_train_table, train_in_process
-from step_probe import hook_last_gradients, without_gradient
+from step_probe import fit_once_with_last_gradients, without_gradient
 
 from detect.data.i2g_pairs import I2GPairDataset
 from detect.data.images import read_landmarks
@@ -147,10 +147,7 @@ def _batch(b: int = 2) -> dict:
 def test_one_step_reaches_every_parameter_and_logs_each_loss():
     torch.manual_seed(0)
     m = I2GPCL(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch())
     assert without_gradient(m, grads) == []
     assert set(out.logs) == {"cls", "pcl"}
     assert out.sample_losses.shape == (4,) and out.indices.tolist() == [10, 12, 11, 13]  # reals, then fakes

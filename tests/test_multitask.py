@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import CONF, compose, cpu_step_context, train_in_process
-from step_probe import hook_last_gradients, masked_batch, without_gradient
+from step_probe import fit_once_with_last_gradients, masked_batch, without_gradient
 
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -104,10 +104,7 @@ def test_the_loss_is_the_weighted_sum_of_the_three_terms():
 def test_one_step_reaches_every_parameter_and_logs_each_loss():
     torch.manual_seed(0)
     m = MultiTask(BACKBONE, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch())
     assert without_gradient(m, grads) == []
     assert set(out.logs) == {"act", "seg", "rec"}
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose, cpu_step_context, train_in_process
-from step_probe import hook_last_gradients, signed_uniform_batch, without_gradient
+from step_probe import fit_once_with_last_gradients, signed_uniform_batch, without_gradient
 
 from detect.engine.method_builder import build_method
 from detect.methods.recce import (
@@ -135,10 +135,7 @@ def _batch() -> dict:
 def test_one_fit_step_reaches_every_parameter_and_logs_each_term():
     torch.manual_seed(0)
     m = Recce(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, _batch())
     missing = without_gradient(m, grads)
     assert not missing, missing
     assert {"ce", "reconstruction", "metric"} <= set(out.logs)

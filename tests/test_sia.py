@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import compose, cpu_step_context, train_in_process
-from step_probe import fixed_batch, hook_last_gradients, without_gradient
+from helpers import compose, train_in_process
+from step_probe import fit_once_with_last_gradients, fixed_batch, without_gradient
 
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -90,10 +90,7 @@ def test_aggregation_links_add_earlier_maps_to_later_levels():
 def test_one_step_reaches_every_parameter_and_logs_its_loss():
     torch.manual_seed(0)
     m = SIA(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = hook_last_gradients(m)
-    out = m.fit_step(fixed_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, fixed_batch())
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
     assert any(n.startswith("links.2.") for n in trainable)
     assert without_gradient(m, grads) == []
