@@ -159,9 +159,24 @@ def train_in_process(cache: Path, out: Path, overrides: list[str], run_dir: Path
 
 GENERATION: dict = {}
 
+#: The smallest synthetic benchmark the detectors' pair views need: 4 source videos of 2 frames,
+#: Deepfakes only, no stand-in datasets (:class:`detect.data.synthetic.SyntheticConfig`'s arguments).
+TINY_DF = {"n_source_videos": 4, "frames_per_video": 2, "methods": ("DF",), "standins": ()}
 
-def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
-    """A baseline on the tiny backbone with random weights, saved as the trainer saves checkpoints."""
+
+def tiny_df_train_table(tmp_path_factory):
+    """FF++'s training table of the :data:`TINY_DF` benchmark, generated once per test session into the
+    session's base temporary folder (every later call is a cache hit of ``ensure_synthetic``)."""
+    from detect.data.index import DatasetSpec, load_split
+    from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
+
+    root = ensure_synthetic(tmp_path_factory.getbasetemp() / "tiny-df", SyntheticConfig(**TINY_DF), workers=1)
+    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+
+
+def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = (), epoch: int = 0) -> Path:
+    """A baseline on the tiny backbone with random weights, saved as the trainer saves checkpoints (as
+    after ``epoch`` epochs)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -170,7 +185,11 @@ def save_random_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Path:
     cfg = compose(["+scale=smoke", "logger=none", *overrides])
     torch.manual_seed(0)
     method = build_method(cfg.method, cfg.backbone)
-    state = {"config": OmegaConf.to_container(cfg, resolve=True), "method": method.state_dict(), "epoch": 0}
+    state = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "method": method.state_dict(),
+        "epoch": epoch,
+    }
     torch.save(state, path)
     return path
 

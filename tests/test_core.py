@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import fit_once_with_last_gradients, without_gradient
 
 from detect.data.datasets import FrameDataset
 from detect.data.transforms import Pipeline
@@ -87,13 +88,8 @@ def _batch(views: bool, b: int = 4) -> dict:
 def test_one_step_reaches_every_parameter_and_logs_each_loss(pairing):
     torch.manual_seed(0)
     m = CORE(TINY, ADAM, pairing=pairing)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
-    out = m.fit_step(_batch(pairing == "views"), cpu_step_context())
-    assert [n for n, p in m.named_parameters() if p.requires_grad and grads.get(n, 0.0) == 0.0] == []
+    out, grads = fit_once_with_last_gradients(m, _batch(pairing == "views"))
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"ce", "consistency"} and float(out.logs["consistency"]) > 0
     assert out.sample_losses.shape == (4,)
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose, cpu_step_context
+from step_probe import fixed_batch
 
 from detect.engine.method_builder import build_method
 from detect.methods.mat import AGDA, MAT, attention_pooling, regional_independence_loss
@@ -154,15 +155,6 @@ def test_agda_mixes_only_where_the_attention_is():
 
 
 # -- every method: one update, predictions, config ------------------------------------------------------
-def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "image": torch.randn(b, 3, 64, 64, generator=g),
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
-
-
 @pytest.mark.parametrize("name", ["srm", "spsl", "mat"])
 def test_method_config_fit_step_and_predict(name):
     cfg = compose([f"method={name}", "+scale=smoke"])
@@ -171,14 +163,14 @@ def test_method_config_fit_step_and_predict(name):
     m.configure_optimizers(1, 4)
     m.train()
     before = [p.detach().clone() for p in m.parameters()]
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     changed = sum(not torch.equal(a, p) for a, p in zip(before, m.parameters(), strict=True))
     assert changed > len(before) // 2
     assert out.sample_losses.shape == (4,) and bool(torch.isfinite(out.sample_losses).all())
     assert torch.equal(out.indices, torch.arange(10, 14))
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)
     m.eval()
-    p = m.predict(_batch()["image"])
+    p = m.predict(fixed_batch()["image"])
     assert p.shape == (4,) and bool(((p >= 0) & (p <= 1)).all())
 
 
@@ -193,6 +185,28 @@ def test_configs_hold_the_papers_backbones_and_defaults():
     assert (mat.method.texture_stride, mat.method.attention_stride) == (4, 16)
 
 
+def test_spsl_preset_augments_as_deepfakebenchs_generic_pipeline():
+    """DeepfakeBench's dataset/abstract_dataset.py (albumentations 1.1): flip, rotation with its reflected
+    border, Gaussian (not median) blur, one of three colour steps, JPEG; in albumentations 2.x names."""
+    import albumentations as A
+
+    from detect.data.transforms import build_augmentations
+
+    cfg = compose(["method=spsl"])
+    flip, rotate, blur, one_of, jpeg = build_augmentations(cfg.augment.train)
+    assert isinstance(flip, A.HorizontalFlip) and flip.p == 0.5
+    assert isinstance(rotate, A.Rotate) and rotate.limit == (-10.0, 10.0) and rotate.p == 0.5
+    assert rotate.border_mode == 4  # cv2.BORDER_REFLECT_101, albumentations 1.x's default
+    assert isinstance(blur, A.GaussianBlur) and blur.blur_limit == (3, 7) and blur.p == 0.5
+    assert blur.sigma_limit == (0.8, 1.4)  # 1.x: OpenCV's σ of kernels 3 and 7
+    assert isinstance(one_of, A.OneOf) and one_of.p == 0.5
+    rbc, pca, hsv = one_of.transforms
+    assert isinstance(rbc, A.RandomBrightnessContrast) and isinstance(pca, A.FancyPCA)
+    assert isinstance(hsv, A.HueSaturationValue)
+    assert rbc.brightness_limit == (-0.1, 0.1) and rbc.contrast_limit == (-0.1, 0.1)
+    assert isinstance(jpeg, A.ImageCompression) and jpeg.quality_range == (40, 100) and jpeg.p == 0.5
+
+
 def test_mat_warmup_trains_the_plain_backbone_then_decays_alpha():
     torch.manual_seed(0)
     m = MAT(TINY, ADAM, warmup_fraction=0.5, agda={"enabled": False})
@@ -200,14 +214,14 @@ def test_mat_warmup_trains_the_plain_backbone_then_decays_alpha():
     assert m.warmup_epochs == 1
     m.on_epoch_start(0, None, None)
     att = [p.detach().clone() for p in m.attention.parameters()]
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     assert "warmup_ce" in out.logs and all(
         torch.equal(a, p) for a, p in zip(att, m.attention.parameters(), strict=True)
     )
     m.on_epoch_end(0, None)
     assert float(m.alpha) == pytest.approx(0.05)
     m.on_epoch_start(1, None, None)
-    out = m.fit_step(_batch(), cpu_step_context())
+    out = m.fit_step(fixed_batch(), cpu_step_context())
     assert {"ce", "ril_intra", "ril_inter"} <= set(out.logs) and float(m.centres.abs().sum()) > 0
     m.on_epoch_end(1, None)
     assert float(m.alpha) == pytest.approx(0.05 * 0.9)

@@ -111,8 +111,9 @@ def test_every_swept_job_composes_and_maps_onto_the_paper(name):
     spec = _spec(name)
     sweep = _sweep(name)
     labels, tested, trained = set(), set(), set()
-    jobs = _pairwise(_jobs(name))
-    assert len(jobs) == {"table1": 30, "table2": 18}.get(name, len(_jobs(name)))
+    grid = _jobs(name)
+    jobs = _pairwise(grid)
+    assert len(jobs) == {"table1": 30, "table2": 18}.get(name, len(grid))
     for job, cfg in _compose_all(jobs, name):
         chosen = dict(j.split("=", 1) for j in job)
         if "curriculum" in chosen:

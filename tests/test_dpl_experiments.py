@@ -20,8 +20,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment" / "dpl").glob("*.yaml"
 VARIANTS = ["q100", "q30-99", "q13-29", "q8-12"]
 
 
-def _jobs(name: str) -> list[list[str]]:
-    cfg = compose([f"experiment=dpl/{name}"], hydra_keys=True)
+def _jobs(cfg) -> list[list[str]]:
+    """The override lists of the sweep ``cfg`` (composed with its ``hydra`` keys) runs, one per job."""
     jobs = [[]]
     for key, values in cfg.hydra.sweeper.params.items():
         jobs = [j + [f"{key}={v}"] for j in jobs for v in str(values).split(",")]
@@ -69,20 +69,21 @@ def test_robustness_protocol_names_every_severity():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_maps_onto_the_paper(name):
     assert {f"table{i}" for i in range(1, 10)} | {"fig7"} <= set(EXPERIMENTS)
-    jobs = _jobs(name)
+    cfg = compose([f"experiment=dpl/{name}"], hydra_keys=True)
+    jobs = _jobs(cfg)
     for scale in ("smoke", "paper"):
         for data in ("synthetic", "real"):
             run = compose([f"experiment=dpl/{name}", f"scale={scale}", f"data={data}", *jobs[0]])
             assert run.data.kind == data and run.method._target_ == "detect.methods.dpl.DPL"
             if scale == "paper":
                 assert run.backbone.pretrained is None
-    cfg = compose([f"experiment=dpl/{name}"])
     spec = TableSpec.from_mapping(dict(cfg.table_spec))
-    test_names = {n for job in jobs for n in compose([f"experiment=dpl/{name}", *job]).protocol.test}
+    swept = [compose([f"experiment=dpl/{name}", *job]) for job in jobs]  # every swept job composes
+    test_names = {n for run in swept for n in run.protocol.test}
     wanted = set(spec.test_sets) - set(spec.aggregates)
     assert wanted <= test_names and all(set(p) <= test_names for p in spec.aggregates.values())
-    for job in jobs:  # every swept method composes
-        assert compose([f"experiment=dpl/{name}", *job]).method.name
+    for run in swept:  # every swept method composes
+        assert run.method.name
     if spec.paper:
         paper = load_paper_table(spec.paper, spec.table)
         assert set(spec.row_map.values()) <= set(paper.rows)

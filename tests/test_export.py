@@ -20,8 +20,14 @@ from detect.inference.load import load_detector
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory):
-    return load_detector(save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt"))
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny baseline checkpoint, saved once for this module (the tests only read it)."""
+    return save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def detector(ckpt: Path):
+    return load_detector(ckpt)
 
 
 def test_onnx_equals_pytorch_under_onnxruntime(detector, tmp_path: Path) -> None:
@@ -56,11 +62,12 @@ def _without(tmp_path: Path, *packages: str) -> dict:
 
 
 @pytest.mark.parametrize("absent", [("onnx", "onnxruntime"), ("onnxruntime",)])
-def test_export_without_onnx_packages_is_one_line_naming_the_install(absent, tmp_path: Path) -> None:
+def test_export_without_onnx_packages_is_one_line_naming_the_install(
+    absent, ckpt: Path, tmp_path: Path
+) -> None:
     """onnx and onnxruntime are dev extras: ``format=onnx`` without them exits 2 with one line saying which
     is missing and ``pip install onnx onnxruntime``, before the checkpoint is read; TorchScript and
     ``predict.py`` need neither."""
-    ckpt = save_random_checkpoint(tmp_path / "tiny.pt")
     env = _without(tmp_path, *absent)
 
     def run(*args: str) -> subprocess.CompletedProcess:

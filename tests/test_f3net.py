@@ -13,6 +13,7 @@ import torch
 from helpers import RUNTIME_DEFAULTS, compose, cpu_step_context, train_in_process
 from omegaconf import OmegaConf
 from source_models import MANIFESTS, manifest_state_dict
+from step_probe import fixed_batch, hook_last_gradients
 
 from detect.convert.dfb_f3net import convert
 from detect.engine.context import StepContext
@@ -201,18 +202,11 @@ def test_mixblock_attention_by_hand_shapes_and_gradient_to_both_streams():
 
 # -- the method -----------------------------------------------------------------------------------------
 def _batch(b: int = 4, size: int = 64) -> dict:
-    g = torch.Generator().manual_seed(3)
-    return {
-        "image": torch.randn(b, 3, size, size, generator=g),
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
+    return fixed_batch(b, size, seed=3)
 
 
 def _gradients_of_one_fit_step(m: F3Net, batch: dict) -> tuple[dict[str, float], object]:
-    grads: dict[str, float] = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, float(g.abs().sum())))
+    grads = hook_last_gradients(m)
     m.configure_optimizers(1, 1)
     m.train()
     return grads, m.fit_step(batch, cpu_step_context())

@@ -13,15 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, cpu_step_context, tiny_df_train_table
+from step_probe import (
+    graded_exactly_the_trainable,
+    predicts_probabilities,
+    short_smoke_metrics,
+    smoke_method,
+    spy_step_gradients,
+)
 from torch import nn
 
 from detect.data.blend import BlendConfig
-from detect.data.index import DatasetSpec, load_split
 from detect.data.synth_pairs import CrossBlendSynthesiser, SynthPairDataset
-from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import Pipeline
-from detect.engine.method_builder import build_method
 from detect.methods.face_xray import (
     FaceXray,
     MultiResolutionFeatures,
@@ -33,8 +37,6 @@ from detect.models.backbone import build_backbone
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
-#: the recipes evaluate 32 frames per video; a smoke run needs few
-FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -93,17 +95,9 @@ def test_every_trainable_parameter_gets_a_gradient_in_one_step(head, loss):
     m.configure_optimizers(1, 1)
     m.train()
     ctx = cpu_step_context()
-    seen: dict[str, float] = {}
-    step = ctx.step
-
-    def spy(opt, clip=True):
-        seen.update({n: float(p.grad.abs().sum()) for n, p in m.named_parameters() if p.grad is not None})
-        return step(opt, clip)
-
-    ctx.step = spy
+    seen = spy_step_gradients(m, ctx)
     out = m.fit_step(_pairs(), ctx)
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert sorted(seen) == sorted(trainable) and all(seen[n] > 0 for n in trainable)
+    assert graded_exactly_the_trainable(m, seen)
     assert {"loss_map", "loss_cls"} <= set(out.logs) and out.logs["backbone_frozen"] == 0.0
     assert out.sample_losses.shape == (4,)
 
@@ -148,9 +142,7 @@ def test_hrnet_features_are_its_four_branches_concatenated():
 # -- blended pairs ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
-    cfg = SyntheticConfig(n_source_videos=4, frames_per_video=2, methods=("DF",), standins=())
-    root = ensure_synthetic(tmp_path_factory.mktemp("xray"), cfg, workers=1)
-    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+    return tiny_df_train_table(tmp_path_factory)
 
 
 def _dataset(table, tmp_path, seed=0, augment=None):
@@ -206,18 +198,14 @@ def test_configs_hold_both_recipes():
     assert (dfb.method.head, dfb.method.map_loss, dfb.method.map_weight) == ("dfb", "mse", 1000.0)
     assert list(dfb.input.mean) == [0.5] * 3 and dfb.method.optim.weight_decay == 5e-4
     assert (dfb.trainer.epochs, dfb.trainer.batch_size, dfb.protocol.frames.train) == (10, 16, 32)
-    smoke = compose(["method=face_xray/dfb", "+scale=smoke"])
-    m = build_method(smoke.method, smoke.backbone)
+    smoke, m = smoke_method("face_xray/dfb")
     assert isinstance(m, FaceXray) and m.needs_for(smoke.method) == frozenset({"landmarks"})
-    p = m.eval().predict(torch.randn(3, 3, 64, 64))  # images only
-    assert p.shape == (3,) and bool(((p >= 0) & (p <= 1)).all())
+    assert predicts_probabilities(m)  # images only
 
 
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["face_xray", "face_xray/dfb"])
 def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
-    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
-    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
-    metrics = trainer.results["metrics"]
+    metrics = short_smoke_metrics(synthetic_cache, tmp_path, preset)
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0

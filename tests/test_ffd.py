@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import fit_once_with_last_gradients, masked_batch, without_gradient
 
 from detect.data.datasets import FrameDataset
 from detect.data.mask_view import MaskedFrameDataset
@@ -116,15 +117,7 @@ def test_mask_view_zero_masks_for_reals_and_an_error_for_a_maskless_fake(tmp_pat
 
 # -- the method ---------------------------------------------------------------------------------------
 def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    mask = torch.zeros(b, 1, 64, 64)
-    mask[1::2, :, 16:48, 8:40] = 1.0
-    return {
-        "image": torch.randn(b, 3, 64, 64, generator=g),
-        "mask": mask,
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
+    return masked_batch(b, 64)  # fakes masked over rows 16:48, columns 8:40
 
 
 @pytest.mark.parametrize("maptype", ["reg", "tmp"])
@@ -134,14 +127,8 @@ def test_one_step_reaches_every_parameter_and_logs_each_loss(maptype):
     if maptype == "tmp":
         n = 4 * 4  # tiny at 64 px: the map layer is blocks.3, 4x4
         m.attention.set_templates(torch.rand(n), torch.randn(10, n) / 4)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
-    out = m.fit_step(_batch(), cpu_step_context())
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    out, grads = fit_once_with_last_gradients(m, _batch())
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"bce", "map_l1"}
     with torch.no_grad():
         m.eval()

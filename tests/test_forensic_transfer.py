@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import fit_once_with_last_gradients, signed_uniform_batch, without_gradient
 
 from detect.engine.method_builder import build_method
 from detect.methods.forensic_transfer import (
@@ -83,12 +84,7 @@ def test_autoencoder_shapes_and_layer_sizes():
 
 
 def _batch() -> dict:
-    g = torch.Generator().manual_seed(4)
-    return {
-        "image": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1,
-        "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
-        "index": torch.arange(4),
-    }
+    return signed_uniform_batch(4)
 
 
 def test_the_objective_is_activation_plus_gamma_reconstruction_with_the_selected_half():
@@ -114,13 +110,8 @@ def test_the_objective_is_activation_plus_gamma_reconstruction_with_the_selected
 def test_one_fit_step_reaches_every_parameter_and_logs_each_term():
     torch.manual_seed(0)
     m = ForensicTransfer(SIZE64, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads: dict[str, float] = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, n=name: grads.__setitem__(n, float(g.abs().sum())))
-    out = m.fit_step(_batch(), cpu_step_context())
-    missing = [n for n, p in m.named_parameters() if p.requires_grad and grads.get(n, 0.0) == 0.0]
+    out, grads = fit_once_with_last_gradients(m, _batch())
+    missing = without_gradient(m, grads)
     assert not missing, missing
     assert {"activation", "reconstruction"} <= set(out.logs)
     torch.testing.assert_close(out.loss, out.logs["activation"] + 0.1 * out.logs["reconstruction"])

@@ -9,20 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, cpu_step_context, tiny_df_train_table
+from step_probe import (
+    graded_exactly_the_trainable,
+    predicts_probabilities,
+    short_smoke_metrics,
+    smoke_method,
+    spy_step_gradients,
+)
 
 from detect.data.blend.face_warp import FaceWarpConfig, FaceWarper, alignment_matrix, face_warp, hull_region
-from detect.data.index import DatasetSpec, load_split
 from detect.data.synth_pairs import SynthPairDataset
-from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import Pipeline
-from detect.engine.method_builder import build_method
 from detect.methods.fwa import FWA
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
-#: the recipes evaluate 32 frames per video; a smoke run needs few
-FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -64,9 +66,7 @@ def test_alignment_levels_the_eyes_and_fills_the_square():
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
-    cfg = SyntheticConfig(n_source_videos=4, frames_per_video=2, methods=("DF",), standins=())
-    root = ensure_synthetic(tmp_path_factory.mktemp("fwa"), cfg, workers=1)
-    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+    return tiny_df_train_table(tmp_path_factory)
 
 
 @pytest.mark.parametrize("p_hull", [0.0, 1.0])
@@ -105,14 +105,7 @@ def test_every_trainable_parameter_gets_a_gradient_in_one_step():
     m = FWA(TINY, SGD)
     m.configure_optimizers(1, 1)
     ctx = cpu_step_context()
-    seen: dict[str, float] = {}
-    step = ctx.step
-
-    def spy(opt, clip=True):
-        seen.update({n: float(p.grad.abs().sum()) for n, p in m.named_parameters() if p.grad is not None})
-        return step(opt, clip)
-
-    ctx.step = spy
+    seen = spy_step_gradients(m, ctx)
     g = torch.Generator().manual_seed(5)
     batch = {
         "images": torch.randn(2, 2, 3, 64, 64, generator=g),
@@ -121,8 +114,7 @@ def test_every_trainable_parameter_gets_a_gradient_in_one_step():
         "indices": torch.tensor([[4, 4], [9, 9]]),
     }
     out = m.fit_step(batch, ctx)
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert sorted(seen) == sorted(trainable) and all(seen[n] > 0 for n in trainable)
+    assert graded_exactly_the_trainable(m, seen)
     assert "bce" in out.logs and out.indices.tolist() == [4, 9, 4, 9]
     logits = m.logits(batch["images"].transpose(0, 1).reshape(4, 3, 64, 64)).detach()
     assert out.sample_losses.shape == (4,) and logits.shape == (4,)
@@ -139,18 +131,14 @@ def test_configs_hold_both_recipes():
     assert list(dfb.input.mean) == [0.5] * 3 and dfb.method.optim.lr == 2e-4
     assert (dfb.trainer.epochs, dfb.trainer.batch_size, dfb.protocol.frames.train) == (10, 16, 32)
     assert list(dfb.method.warp.sizes) == [51, 77, 102, 128, 154, 179, 205] and dfb.method.warp.p_hull == 1.0
-    smoke = compose(["method=fwa", "+scale=smoke"])
-    m = build_method(smoke.method, smoke.backbone)
+    smoke, m = smoke_method("fwa")
     assert isinstance(m, FWA) and m.needs_for(smoke.method) == frozenset({"landmarks"})
-    p = m.eval().predict(torch.randn(3, 3, 64, 64))  # images only
-    assert p.shape == (3,) and bool(((p >= 0) & (p <= 1)).all())
+    assert predicts_probabilities(m)  # images only
 
 
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["fwa", "fwa/dfb"])
 def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
-    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
-    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
-    metrics = trainer.results["metrics"]
+    metrics = short_smoke_metrics(synthetic_cache, tmp_path, preset)
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, cpu_step_context, tiny_df_train_table, train_in_process
+from step_probe import fit_once_with_last_gradients, without_gradient
 
 from detect.data.i2g_pairs import I2GPairDataset
 from detect.data.images import read_landmarks
-from detect.data.index import DatasetSpec, load_split
-from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import Pipeline
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -83,9 +82,7 @@ def test_pcl_loss_by_hand():
 # -- the I2G pair view ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
-    cfg = SyntheticConfig(n_source_videos=4, frames_per_video=2, methods=("DF",), standins=())
-    root = ensure_synthetic(tmp_path_factory.mktemp("i2g"), cfg, workers=1)
-    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+    return tiny_df_train_table(tmp_path_factory)
 
 
 def test_i2g_masks_lie_where_the_blend_is_and_inside_the_face(table, tmp_path):
@@ -150,14 +147,8 @@ def _batch(b: int = 2) -> dict:
 def test_one_step_reaches_every_parameter_and_logs_each_loss():
     torch.manual_seed(0)
     m = I2GPCL(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
-    out = m.fit_step(_batch(), cpu_step_context())
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    out, grads = fit_once_with_last_gradients(m, _batch())
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"cls", "pcl"}
     assert out.sample_losses.shape == (4,) and out.indices.tolist() == [10, 12, 11, 13]  # reals, then fakes
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)

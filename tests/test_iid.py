@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import hook_last_gradients, without_gradient
 
 from detect.data.identity_view import IdentityFrameDataset, identity_labels, identity_of
 from detect.data.index import DatasetSpec, load_split
@@ -125,13 +126,10 @@ def test_one_step_reaches_every_parameter_and_logs_each_loss(frozen):
     m.train()
     assert m.identity.training is not frozen  # a frozen identity network stays in eval mode
     stats = m.identity.bn1.running_mean.clone()
-    grads = {}
-    for name, p in m.named_parameters():
-        if p.requires_grad:
-            p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
+    grads = hook_last_gradients(m)
     out = m.fit_step(_batch(), cpu_step_context())
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    assert without_gradient(m, grads) == []
     assert any(n.startswith("identity.") for n in trainable) is not frozen
     assert set(out.logs) == {"cls", "iie", "eic"}
     assert torch.equal(stats, m.identity.bn1.running_mean) is frozen

@@ -18,8 +18,8 @@ from detect.tables.paper_numbers import load_paper_table
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment" / "ltw").glob("*.yaml"))
 
 
-def _jobs(name: str) -> list[list[str]]:
-    cfg = compose([f"experiment=ltw/{name}"], hydra_keys=True)
+def _jobs(cfg) -> list[list[str]]:
+    """The override lists of the sweep ``cfg`` (composed with its ``hydra`` keys) runs, one per job."""
     jobs = [[]]
     for key, values in cfg.hydra.sweeper.params.items():
         jobs = [j + [f"{key}={v}"] for j in jobs for v in str(values).split(",")]
@@ -29,14 +29,15 @@ def _jobs(name: str) -> list[list[str]]:
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes(name):
     assert {"table2", "table3", "table4", "table5", "table6", "fig5"} <= set(EXPERIMENTS)
-    first = _jobs(name)[0]
+    cfg = compose([f"experiment=ltw/{name}"], hydra_keys=True)
+    first = _jobs(cfg)[0]
     for scale in ("smoke", "paper"):
         for data in ("synthetic", "real"):
             run = compose([f"experiment=ltw/{name}", f"scale={scale}", f"data={data}", *first])
             assert run.data.kind == data and run.method._target_
             if scale == "paper":
                 assert run.backbone.pretrained is None
-    spec = TableSpec.from_mapping(dict(compose([f"experiment=ltw/{name}"]).table_spec))
+    spec = TableSpec.from_mapping(dict(cfg.table_spec))
     if spec.paper:
         paper = load_paper_table(spec.paper, spec.table)
         assert set(spec.row_map.values()) <= set(paper.rows)
@@ -44,9 +45,10 @@ def test_experiment_composes(name):
 
 
 def test_table2_renders_from_a_sweep(tmp_path: Path):
-    spec = TableSpec.from_mapping(dict(compose(["experiment=ltw/table2"]).table_spec))
+    sweep = compose(["experiment=ltw/table2"], hydra_keys=True)
+    spec = TableSpec.from_mapping(dict(sweep.table_spec))
     runs = []
-    for i, job in enumerate(_jobs("table2")):
+    for i, job in enumerate(_jobs(sweep)):
         cfg = compose(["experiment=ltw/table2", *job])
         test = next(iter(protocol_sets(cfg, roles=("test",))["test"]))
         metrics = {test: {"acc": 0.5 + i / 100, "logloss": 0.7, "auc": 0.6, "eer": 0.4}}

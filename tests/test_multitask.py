@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import CONF, compose, cpu_step_context, train_in_process
+from step_probe import fit_once_with_last_gradients, masked_batch, without_gradient
 
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -82,15 +83,7 @@ def test_three_heads_shapes_and_the_authors_parameter_count():
 
 
 def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    mask = torch.zeros(b, 1, 32, 32)
-    mask[1::2, :, 8:24, 4:20] = 1.0
-    return {
-        "image": torch.randn(b, 3, 32, 32, generator=g),
-        "mask": mask,
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
+    return masked_batch(b, 32)  # fakes masked over rows 8:24, columns 4:20
 
 
 def test_the_loss_is_the_weighted_sum_of_the_three_terms():
@@ -111,13 +104,8 @@ def test_the_loss_is_the_weighted_sum_of_the_three_terms():
 def test_one_step_reaches_every_parameter_and_logs_each_loss():
     torch.manual_seed(0)
     m = MultiTask(BACKBONE, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
-    out = m.fit_step(_batch(), cpu_step_context())
-    assert [n for n, p in m.named_parameters() if p.requires_grad and grads.get(n, 0.0) == 0.0] == []
+    out, grads = fit_once_with_last_gradients(m, _batch())
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"act", "seg", "rec"}
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)
 

@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 import skimage.data
 import torch
-from helpers import face_video_frames, save_random_checkpoint, write_h264
+from helpers import compose, face_video_frames, save_random_checkpoint, write_h264
 
 from detect.data.preprocess.face_detection import Detection
 from detect.inference.aggregate import aggregate_scores
 from detect.inference.face_sampling import FaceTracker
 from detect.inference.load import load_detector
+from detect.inference.prediction import run_predict
 from detect.inference.sources import find_sources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,9 +117,8 @@ def test_faces_crops_scores_each_image(ckpt: Path, tmp_path: Path) -> None:
     images = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(3)]
     for i, img in enumerate(images):
         cv2.imwrite(str(crops / f"{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    out = tmp_path / "out"
-    proc = run_predict_script(f"ckpt={ckpt}", f"input={crops}", "faces=crops", f"out_dir={out}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"  # what predict.py runs, in this process (its command line: the tests above)
+    run_predict(compose([f"ckpt={ckpt}", f"input={crops}", "faces=crops", "progress=false"], "predict"), out)
     videos = pd.read_csv(out / "videos.csv")
     assert list(videos["path"]) == [str(crops / f"{i}.png") for i in range(3)]
     assert (videos["n_faces"] == 1).all()
@@ -186,12 +186,16 @@ def test_visualize_cam_draws_a_heat_map_inside_the_face_box(ckpt: Path, tmp_path
     image.parent.mkdir()
     cv2.imwrite(str(image), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     drawn = {}
-    for flag in ("false", "true"):
+    for flag in ("false", "true"):  # what predict.py runs, in this process (its command line: tests above)
         out = tmp_path / f"cam_{flag}"
-        proc = run_predict_script(
-            f"ckpt={ckpt}", f"input={image}", f"out_dir={out}", "visualize=true", f"visualize_cam={flag}"
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        overrides = [
+            f"ckpt={ckpt}",
+            f"input={image}",
+            "visualize=true",
+            f"visualize_cam={flag}",
+            "progress=false",
+        ]
+        run_predict(compose(overrides, "predict"), out)
         (png,) = (out / "visualized").glob("*.png")
         drawn[flag] = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB).astype(np.int16)
     faces = pd.read_csv(tmp_path / "cam_true" / "predictions.csv")

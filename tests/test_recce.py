@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import fit_once_with_last_gradients, signed_uniform_batch, without_gradient
 
 from detect.engine.method_builder import build_method
 from detect.methods.recce import (
@@ -128,25 +129,14 @@ def test_layouts_tap_the_authors_xception_blocks_and_stride_16_elsewhere():
 
 # -- one update ----------------------------------------------------------------------------------------
 def _batch() -> dict:
-    g = torch.Generator().manual_seed(3)
-    return {
-        "image": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1,
-        "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
-        "index": torch.arange(4),
-    }
+    return signed_uniform_batch(3)
 
 
 def test_one_fit_step_reaches_every_parameter_and_logs_each_term():
     torch.manual_seed(0)
     m = Recce(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads: dict[str, float] = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, n=name: grads.__setitem__(n, float(g.abs().sum())))
-    out = m.fit_step(_batch(), cpu_step_context())
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    missing = [n for n in trainable if grads.get(n, 0.0) == 0.0]
+    out, grads = fit_once_with_last_gradients(m, _batch())
+    missing = without_gradient(m, grads)
     assert not missing, missing
     assert {"ce", "reconstruction", "metric"} <= set(out.logs)
     want = out.logs["ce"] + 0.1 * out.logs["reconstruction"] + 0.1 * out.logs["metric"]

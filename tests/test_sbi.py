@@ -12,21 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, cpu_step_context, tiny_df_train_table
+from step_probe import (
+    graded_exactly_the_trainable,
+    predicts_probabilities,
+    short_smoke_metrics,
+    smoke_method,
+    spy_step_gradients,
+)
 from torch import nn
 
 from detect.convert.dfb_sbi import convert as convert_dfb_sbi
-from detect.data.index import DatasetSpec, load_split
-from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import Pipeline
-from detect.engine.method_builder import build_method
 from detect.methods.sam import ascend, gradient_norm, restore
 from detect.methods.self_blended import SBI, fake_probability, head_losses, linear_decay_schedule, pair_batch
 
 TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pretrained": False}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9}
-#: the recipes evaluate 32 frames per video; a smoke run needs few
-FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -96,17 +98,9 @@ def test_every_trainable_parameter_gets_a_gradient_in_one_step():
     m.configure_optimizers(1, 1)
     m.train()
     ctx = cpu_step_context()
-    seen: dict[str, float] = {}
-    step = ctx.step
-
-    def spy(opt, clip=True):
-        seen.update({n: float(p.grad.abs().sum()) for n, p in m.named_parameters() if p.grad is not None})
-        return step(opt, clip)
-
-    ctx.step = spy
+    seen = spy_step_gradients(m, ctx)
     out = m.fit_step(_pairs(), ctx)
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert sorted(seen) == sorted(trainable) and all(seen[n] > 0 for n in trainable)
+    assert graded_exactly_the_trainable(m, seen)
     assert {"ce", "ce_perturbed"} <= set(out.logs) and out.logs["sam_skipped"] == 0.0
     assert out.sample_losses.shape == (4,) and out.indices.tolist() == [0, 2, 1, 3]  # reals, then SBIs
 
@@ -139,9 +133,7 @@ def test_linear_decay_is_the_released_schedule():
 # -- data: real/SBI pairs ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
-    cfg = SyntheticConfig(n_source_videos=4, frames_per_video=2, methods=("DF",), standins=())
-    root = ensure_synthetic(tmp_path_factory.mktemp("sbi"), cfg, workers=1)
-    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+    return tiny_df_train_table(tmp_path_factory)
 
 
 def test_pairs_are_reals_with_their_seeded_self_blends(table):
@@ -175,11 +167,9 @@ def test_configs_hold_both_recipes():
     assert dfb.method.optim.weight_decay == 5e-4 and dfb.method.classes == 3
     assert (dfb.method.scheduler.step_size, dfb.method.scheduler.gamma) == (3, 0.4)
     assert (dfb.trainer.epochs, dfb.trainer.batch_size, dfb.protocol.frames.test) == (50, 24, 32)
-    smoke = compose(["method=sbi/dfb", "+scale=smoke"])
-    m = build_method(smoke.method, smoke.backbone)
+    smoke, m = smoke_method("sbi/dfb")
     assert isinstance(m, SBI) and m.needs_for(smoke.method) == frozenset({"landmarks"})
-    p = m.eval().predict(torch.randn(3, 3, 64, 64))  # images only
-    assert p.shape == (3,) and bool(((p >= 0) & (p <= 1)).all())
+    assert predicts_probabilities(m)  # images only
 
 
 def test_dfb_converter_keeps_the_three_way_head():
@@ -200,7 +190,5 @@ def test_dfb_converter_keeps_the_three_way_head():
     "preset", [pytest.param("sbi", marks=pytest.mark.long), "sbi/dfb"]
 )
 def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
-    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
-    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
-    metrics = trainer.results["metrics"]
+    metrics = short_smoke_metrics(synthetic_cache, tmp_path, preset)
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, train_in_process
+from step_probe import fit_once_with_last_gradients, fixed_batch, without_gradient
 
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -86,32 +87,18 @@ def test_aggregation_links_add_earlier_maps_to_later_levels():
     assert [tuple(t.shape[1:]) for t in maps] == [(24, 16, 16), (32, 8, 8), (48, 4, 4)]
 
 
-def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "image": torch.randn(b, 3, 64, 64, generator=g),
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
-
-
 def test_one_step_reaches_every_parameter_and_logs_its_loss():
     torch.manual_seed(0)
     m = SIA(TINY, ADAM)
-    m.configure_optimizers(1, 1)
-    m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
-    out = m.fit_step(_batch(), cpu_step_context())
+    out, grads = fit_once_with_last_gradients(m, fixed_batch())
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
     assert any(n.startswith("links.2.") for n in trainable)
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"bce"} and np.isfinite(float(out.loss))
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)
 
 
-def test_evaluation_takes_images_only_and_per_image_normalisation_ignores_the_batch():
+def test_evaluation_takes_images_only_and_per_image_normalisation_ignores_thefixed_batch():
     torch.manual_seed(0)
     images = torch.randn(3, 3, 64, 64)
     paper = SIA(TINY, ADAM).eval()

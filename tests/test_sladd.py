@@ -16,16 +16,20 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import compose, cpu_step_context, train_in_process
+from helpers import compose, cpu_step_context, tiny_df_train_table
+from step_probe import (
+    predicts_probabilities,
+    short_smoke_metrics,
+    smoke_method,
+    spy_step_gradients,
+    without_gradient,
+)
 from torch import nn
 
 import detect.methods.sladd as sladd_mod
 from detect.data.blend import BlendConfig
-from detect.data.index import DatasetSpec, load_split
 from detect.data.sladd_pairs import REGIONS, SladdPairDataset, part_segment, postprocess_mask, region_mask
-from detect.data.synthetic import SyntheticConfig, dataset_config, ensure_synthetic
 from detect.data.transforms import Pipeline
-from detect.engine.method_builder import build_method
 from detect.methods.sladd import (
     BLEND_TYPES,
     Sladd,
@@ -39,7 +43,6 @@ TINY = {"name": "tiny", "timm_name": "test_efficientnet", "input_size": 64, "pre
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 HALF = (0.5, 0.5, 0.5)
 PLAIN = {"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
-FEW_FRAMES = ["protocol.frames.train=2", "protocol.frames.val=2", "protocol.frames.test=2"]
 
 
 def _batch(n: int = 4, seed: int = 0) -> dict:
@@ -256,9 +259,7 @@ def test_postprocessed_mask_stays_near_its_region():
 # -- the data view ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> pd.DataFrame:
-    cfg = SyntheticConfig(n_source_videos=4, frames_per_video=2, methods=("DF",), standins=())
-    root = ensure_synthetic(tmp_path_factory.mktemp("sladd"), cfg, workers=1)
-    return load_split(DatasetSpec.from_config(dataset_config("FaceForensics++", root)), "train")
+    return tiny_df_train_table(tmp_path_factory)
 
 
 def test_items_are_seeded_and_masks_move_with_the_image(table, tmp_path):
@@ -291,19 +292,11 @@ def test_every_trainable_parameter_gets_a_gradient_in_one_step():
     m.configure_optimizers(1, 1)
     m.train()
     ctx = cpu_step_context()
-    seen: dict[str, float] = {}
-    step = ctx.step
-
-    def spy(opt, clip=True):
-        seen.update({n: float(p.grad.abs().sum()) for n, p in m.named_parameters() if p.grad is not None})
-        return step(opt, clip)
-
-    ctx.step = spy
+    seen = spy_step_gradients(m, ctx)
     torch.manual_seed(1)
     b = _batch(8)
     out = m.fit_step(b, ctx)
-    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    missing = [n for n in trainable if seen.get(n, 0.0) == 0.0]
+    missing = without_gradient(m, seen)
     assert not missing, missing
     assert {"loss_cls", "loss_map", "loss_type", "loss_mag", "loss_synthesiser"} <= set(out.logs)
     assert out.sample_losses.shape == (8,)
@@ -322,20 +315,16 @@ def test_configs_hold_both_recipes():
     assert dfb.method.synth_optim.betas[0] == pytest.approx(0.9 / 4)
     assert (dfb.trainer.epochs, dfb.trainer.batch_size, dfb.protocol.frames.train) == (40, 32, 8)
     assert dfb.method.name == "sladd_dfb" and dfb.method.optim.weight_decay == 5e-4
-    smoke = compose(["method=sladd/dfb", "+scale=smoke"])
-    m = build_method(smoke.method, smoke.backbone)
+    smoke, m = smoke_method("sladd/dfb")
     assert isinstance(m, Sladd) and m.needs_for(smoke.method) == frozenset({"landmarks"})
-    p = m.eval().predict(torch.randn(3, 3, smoke.backbone.input_size, smoke.backbone.input_size))
-    assert p.shape == (3,) and bool(((p >= 0) & (p <= 1)).all())  # images only
+    assert predicts_probabilities(m, size=smoke.backbone.input_size)  # images only
 
 
 @pytest.mark.e2e
 @pytest.mark.long
 @pytest.mark.parametrize("preset", ["sladd", "sladd/dfb"])
 def test_smoke_run_end_to_end(synthetic_cache, tmp_path, preset):
-    smoke = ["+scale=smoke", "trainer.epochs=1", "trainer.limit_train_batches=3", *FEW_FRAMES]
-    trainer = train_in_process(synthetic_cache, tmp_path, [f"method={preset}", *smoke])
-    metrics = trainer.results["metrics"]
+    metrics = short_smoke_metrics(synthetic_cache, tmp_path, preset)
     assert "FF++" in metrics and 0.0 <= metrics["FF++"]["frame_auc"] <= 1.0
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import TESTS, compose, cpu_step_context, train_in_process
+from step_probe import hook_last_gradients, without_gradient
 from torch import nn
 
 from detect.data.real_fake_pairs import RealFakePairDataset, manipulation_classes
@@ -225,13 +226,11 @@ def test_one_fit_step_reaches_every_parameter_and_logs_each_loss():
     m = _tiny_ucf(common_shuffle=1.0)
     m.configure_optimizers(1, 1)
     m.train()
-    grads: dict[str, float] = {}
-    for name, p in m.named_parameters():
-        p.register_hook(lambda g, name=name: grads.__setitem__(name, float(g.abs().sum())))
+    grads = hook_last_gradients(m)
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     out = m.fit_step(_pair_batch(), cpu_step_context())
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    assert without_gradient(m, grads) == []
     assert all(not torch.equal(before[n], p) for n, p in m.named_parameters())
     assert set(out.logs) == {"common_ce", "specific_ce", "rec_self", "rec_cross", "contrastive"}
     assert all(math.isfinite(float(v)) and float(v) > 0 for v in out.logs.values())
@@ -277,6 +276,8 @@ def test_both_recipes_compose_with_the_values_their_headers_give():
     assert paper.method.common_shuffle == 0.0 and dfb.method.common_shuffle == 0.7
     targets = [a["_target_"].rsplit(".", 1)[1] for a in dfb.augment.train]
     assert targets == ["HorizontalFlip", "Rotate", "GaussianBlur", "OneOf", "ImageCompression"]
+    rotate, blur = dfb.augment.train[1], dfb.augment.train[2]  # albumentations 1.x's border and σ
+    assert rotate.border_mode == 4 and list(blur.sigma_limit) == [0.8, 1.4]
     assert [a["_target_"].rsplit(".", 1)[1] for a in paper.augment.train] == ["HorizontalFlip"]
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose, cpu_step_context, train_in_process
+from step_probe import fixed_batch, hook_last_gradients, without_gradient
 
 from detect.engine.data_needs import method_needs
 from detect.engine.method_builder import build_method
@@ -97,15 +98,6 @@ def test_attention_logits_are_timms_attention_before_the_softmax():
     torch.testing.assert_close(out, blk.attn(blk.norm1(x)))
 
 
-def _batch(b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "image": torch.randn(b, 3, 64, 64, generator=g),
-        "label": torch.tensor([0.0, 1.0] * (b // 2)),
-        "index": torch.arange(10, 10 + b),
-    }
-
-
 def _ready(m: UIAViT) -> None:
     """Gaussians fitted from random embeddings, so that the consistency terms run."""
     g = torch.Generator().manual_seed(1)
@@ -118,26 +110,23 @@ def test_one_step_reaches_every_parameter_and_logs_each_loss():
     m.configure_optimizers(5, 2)
     _ready(m)
     m.train()
-    grads = {}
-    for name, p in m.named_parameters():
-        if p.requires_grad:
-            p.register_hook(lambda g, name=name: grads.__setitem__(name, g.abs().sum().item()))
+    grads = hook_last_gradients(m)
     ctx = cpu_step_context()
     ctx.global_step = 3  # second epoch (2 steps per epoch), between refits
-    out = m.fit_step(_batch(), ctx)
+    out = m.fit_step(fixed_batch(), ctx)
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
     assert {"c_real", "c_fake", "c_cross", "head.weight"} <= set(trainable)
     assert "norm_middle.weight" not in trainable  # no gradient reaches it in the reference either
-    assert [n for n in trainable if grads.get(n, 0.0) == 0.0] == []
+    assert without_gradient(m, grads) == []
     assert set(out.logs) == {"bce", "pcl_real", "pcl_fake", "c_reg", "c_cross"}
     torch.testing.assert_close(out.sample_losses.mean(), out.loss)
     # the first epoch trains the cross-entropy alone and banks embeddings for the Gaussians
     first = UIAViT(TINY_VIT, ADAM, **SMALL)
     first.configure_optimizers(5, 2)
     ctx = cpu_step_context()
-    assert set(first.fit_step(_batch(), ctx).logs) == {"bce"} and len(first._real_bank) == 1
+    assert set(first.fit_step(fixed_batch(), ctx).logs) == {"bce"} and len(first._real_bank) == 1
     ctx.global_step = 1  # half an epoch: refit on the bank
-    first.fit_step(_batch(), ctx)
+    first.fit_step(fixed_batch(), ctx)
     assert bool(first.gaussians.fitted) and len(first._real_bank) == 1
 
 
@@ -148,7 +137,7 @@ def test_the_loss_is_the_papers_sum():
     _ready(m)
     ctx = cpu_step_context()
     ctx.global_step = 5
-    batch = _batch()
+    batch = fixed_batch()
     per_sample, logs = m.training_losses(batch, ctx)
     logit, feats, attn = m.forward_parts(batch["image"], 0.5)
     ce = F.binary_cross_entropy_with_logits(logit, batch["label"])
