@@ -185,14 +185,33 @@ def test_configs_hold_the_papers_backbones_and_defaults():
     assert (mat.method.texture_stride, mat.method.attention_stride) == (4, 16)
 
 
-def test_spsl_preset_augments_as_deepfakebenchs_generic_pipeline():
+@pytest.mark.parametrize(
+    "option",
+    [
+        "spsl",
+        "ucf/dfb",
+        "cnn_aug/dfb",
+        "ftcn",
+        "ftcn/dfb",
+        "altfreezing",
+        "altfreezing/dfb",
+        "iid",
+        "iid/dfb",
+        "sia",
+        "sia/dfb",
+    ],
+)
+def test_presets_augment_as_deepfakebenchs_generic_pipeline(option):
     """DeepfakeBench's dataset/abstract_dataset.py (albumentations 1.1): flip, rotation with its reflected
-    border, Gaussian (not median) blur, one of three colour steps, JPEG; in albumentations 2.x names."""
+    border, Gaussian (not median) blur, one of three colour steps, JPEG; in albumentations 2.x names. Every
+    recipe that trains as DeepfakeBench does reads it (``augment.deepfakebench``), with or without
+    ``augment=none`` defined."""
     import albumentations as A
 
     from detect.data.transforms import build_augmentations
 
-    cfg = compose(["method=spsl"])
+    assert compose([f"method={option}", "augment=none"]).augment.train == []
+    cfg = compose([f"method={option}"])
     flip, rotate, blur, one_of, jpeg = build_augmentations(cfg.augment.train)
     assert isinstance(flip, A.HorizontalFlip) and flip.p == 0.5
     assert isinstance(rotate, A.Rotate) and rotate.limit == (-10.0, 10.0) and rotate.p == 0.5
