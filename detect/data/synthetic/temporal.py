@@ -23,8 +23,8 @@ def smooth_track(
 ) -> np.ndarray:
     """A zero-mean, unit-variance smooth signal at ``frames``: ``waves`` sinusoids with periods drawn
     log-uniformly in ``periods`` (frames), random phases and amplitudes normalised so that the sum's
-    variance over time is 1 (``sum(a_k^2) / 2 = 1``). Its change between consecutive frames is at most
-    ``2 pi sqrt(2) / min(periods)`` times its standard deviation."""
+    variance over time is 1 (``sum(a_k^2) / 2 = 1``). Its slope is at most ``sum(a_k) 2 pi / min(periods)
+    <= 2 pi sqrt(2 waves) / min(periods)`` (Cauchy-Schwarz), so consecutive frames differ by at most that."""
     lo, hi = (float(p) for p in periods)
     if not 0 < lo <= hi:
         raise ValueError(f"periods={periods}: need 0 < low <= high")
