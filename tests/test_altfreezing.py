@@ -212,7 +212,11 @@ def test_configs_compose_with_the_recipes(option, clip_len, rule, lr, batch, epo
     assert (cfg.input.size, cfg.trainer.batch_size, cfg.trainer.epochs) == (224, batch, epochs)
     assert list(cfg.input.mean) == [0.5] * 3 and list(cfg.input.std) == [0.5] * 3
     smoke = compose([f"method={option}", "+scale=smoke"])
-    assert smoke.method.clip_len == 4 and smoke.method.clip_rule == "dfb" and smoke.input.size == 64
+    assert smoke.method.clip_len == 4 and smoke.input.size == 64
+    # the paper's recipe reads consecutive frames: the synthetic benchmark stores 2 clips of 4 for it
+    rule, clips = ("dfb", 0) if option.endswith("/dfb") else ("consecutive", 2)
+    assert smoke.method.clip_rule == rule and smoke.data.generator.clips == clips
+    assert cfg.data.generator.clips == 0  # full scale: the default benchmark
     if option == "altfreezing/dfb":
         assert m.name == "altfreezing_dfb" and m.optim.weight_decay == 5e-4 and m.scheduler.name == "none"
     else:
@@ -222,7 +226,7 @@ def test_configs_compose_with_the_recipes(option, clip_len, rule, lr, batch, epo
 def test_the_smoke_config_builds_a_4_frame_clip_method():
     cfg = compose(["method=altfreezing", "+scale=smoke"])
     m = build_method(cfg.method, cfg.backbone)
-    assert isinstance(m, AltFreezing) and m.clip_len == 4 and m.clip_rule == "dfb"
+    assert isinstance(m, AltFreezing) and m.clip_len == 4 and m.clip_rule == "consecutive"
     assert "clips" in m.data_needs and m.run_info()["alternation"]["temporal"] == 20
 
 
@@ -243,4 +247,6 @@ def test_smoke_run_trains_and_evaluates_videos_from_clips(synthetic_cache, tmp_p
     results = train_in_process(synthetic_cache, tmp_path, ["method=altfreezing", "+scale=smoke"]).results
     m = results["metrics"]["FF++"]
     assert 0.0 <= m["video_auc"] <= 1.0 and m["n_clips"] > 0
+    # the benchmark's 2 clips of 4 consecutive frames per video, read whole
+    assert m["n_clips"] == 2 * m["n_videos"] and m["n_frames"] == 4 * m["n_clips"]
     assert results["method_info"]["clip_len"] == 4

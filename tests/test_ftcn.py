@@ -222,7 +222,11 @@ def test_configs_compose_with_the_recipes(option, clip_len, rule, size, lr, batc
     assert m.transformer.depth == 1 and m.transformer.heads == 16 and m.transformer.mlp_dim == 2048
     assert m.time_pool is (option == "ftcn")  # the authors keep the I3D's time pooling; DeepfakeBench not
     smoke = compose([f"method={option}", "+scale=smoke"])
-    assert smoke.method.clip_len == 4 and smoke.method.clip_rule == "dfb" and smoke.input.size == 64
+    assert smoke.method.clip_len == 4 and smoke.input.size == 64
+    # the paper's recipe reads consecutive frames: the synthetic benchmark stores 2 clips of 4 for it
+    rule, clips = ("dfb", 0) if option.endswith("/dfb") else ("consecutive", 2)
+    assert smoke.method.clip_rule == rule and smoke.data.generator.clips == clips
+    assert cfg.data.generator.clips == 0  # full scale: the default benchmark
     if option == "ftcn/dfb":
         assert m.name == "ftcn_dfb" and m.optim.weight_decay == 5e-4 and m.scheduler.name == "none"
     else:
@@ -232,7 +236,7 @@ def test_configs_compose_with_the_recipes(option, clip_len, rule, size, lr, batc
 def test_the_smoke_config_builds_a_4_frame_clip_method():
     cfg = compose(["method=ftcn", "+scale=smoke"])
     m = build_method(cfg.method, cfg.backbone)
-    assert isinstance(m, FTCN) and m.clip_len == 4 and m.clip_rule == "dfb"
+    assert isinstance(m, FTCN) and m.clip_len == 4 and m.clip_rule == "consecutive"
     assert "clips" in m.data_needs
 
 
@@ -242,6 +246,8 @@ def test_smoke_run_trains_and_evaluates_videos_from_clips(synthetic_cache, tmp_p
     results = train_in_process(synthetic_cache, tmp_path, ["method=ftcn", "+scale=smoke"]).results
     m = results["metrics"]["FF++"]
     assert 0.0 <= m["video_auc"] <= 1.0 and m["n_clips"] > 0
+    # the benchmark's 2 clips of 4 consecutive frames per video, read whole
+    assert m["n_clips"] == 2 * m["n_videos"] and m["n_frames"] == 4 * m["n_clips"]
     assert results["method_info"]["clip_len"] == 4
 
 

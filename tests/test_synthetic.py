@@ -108,12 +108,17 @@ def test_every_parameter_changes_the_folder(tmp_path: Path) -> None:
         "methods": ("DF",),
         "split_fractions": (0.7, 0.1, 0.2),
         "standin_split_fractions": (0.5, 0.1, 0.4),
+        "clips": {"clips": 2, "clip_len": 4},
+        "clip_len": {"clips": 2, "clip_len": 5},
     }
     assert set(changed) == set(base.as_dict()), "a new SyntheticConfig field needs a case here"
     folders = {cache_folder(tmp_path, base)}
     for key, value in changed.items():
-        folders.add(cache_folder(tmp_path, replace(base, **{key: value})))
+        fields = value if isinstance(value, dict) else {key: value}
+        folders.add(cache_folder(tmp_path, replace(base, **fields)))
     assert len(folders) == len(changed) + 1
+    # without clips a clip length changes nothing, so it keeps the folder
+    assert cache_folder(tmp_path, replace(base, clip_len=4)) == cache_folder(tmp_path, base)
     assert cache_folder(tmp_path, base) == cache_folder(tmp_path, SyntheticConfig())
 
 

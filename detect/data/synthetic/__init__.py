@@ -5,10 +5,11 @@ of FF++ (c23/c40; Deepfakes, Face2Face, FaceSwap, NeuralTextures, FaceShifter) a
 stand-ins of ``STAND_INS``, generating and caching it on first use. ``dataset_config(name, root)`` gives
 the matching dataset config for ``detect.data.index.DatasetSpec.from_config``.
 
-Modules, one job each: ``landmarks`` (81-point face model), ``faces`` (rendering), ``warp`` (piecewise
-affine, hull masks), ``autoencoder`` (the swaps' random generator), ``manipulations`` (the five FF++-style
-methods), ``codec`` (H.264 round trip), ``standins`` (registry), ``config``, ``generator`` (jobs, layout,
-indices, cache), ``examples`` (uncompressed pairs, dataset configs).
+Modules, one job each: ``landmarks`` (81-point face model), ``faces`` (rendering), ``temporal`` (smooth motion
+tracks, fakes' per-frame jitter), ``warp`` (piecewise affine, hull masks), ``autoencoder`` (the swaps' random
+generator), ``manipulations`` (the five FF++-style methods), ``codec`` (H.264 round trip), ``standins``
+(registry), ``config``, ``generator`` (jobs, layout, indices, cache), ``examples`` (uncompressed pairs,
+dataset configs).
 """
 
 from detect.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 """Bump when the generator's output changes for the same parameters (invalidates every cache)."""
 
 
@@ -26,7 +26,10 @@ class SyntheticConfig:
     - ``crf_c23`` / ``crf_c40``: x264 CRF of the two FF++ quality levels; ``x264_preset``;
     - ``standin_videos``: real videos per stand-in (each with one fake per fake label);
       ``standin_frames``: frames per stand-in video (None: ``frames_per_video``);
-    - ``standins``: which stand-ins (None: all of ``STAND_INS``); ``methods``: FF++ methods.
+    - ``standins``: which stand-ins (None: all of ``STAND_INS``); ``methods``: FF++ methods;
+    - ``clips`` / ``clip_len``: 0 (default): the evenly spaced frames above; ``clips`` > 0: every video
+      stores instead ``clips`` clips of ``clip_len`` consecutive frames (for video detectors), recorded in
+      the index's ``clips`` key as preprocessing records them.
     """
 
     seed: int = 0
@@ -42,6 +45,8 @@ class SyntheticConfig:
     methods: tuple[str, ...] = ("DF", "F2F", "FS", "NT", "FSh")
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     standin_split_fractions: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    clips: int = 0
+    clip_len: int = 0
 
     def __post_init__(self) -> None:
         from detect.data.synthetic.standins import FF_METHODS, STAND_INS
@@ -65,6 +70,16 @@ class SyntheticConfig:
             raise ValueError("frames_per_video must be at least 1")
         if self.image_size % 16 or self.image_size < 64:
             raise ValueError("image_size must be a multiple of 16 and at least 64")
+        self.clips, self.clip_len = int(self.clips), int(self.clip_len)
+        if self.clips < 0:
+            raise ValueError(f"clips={self.clips}: use 0 (evenly spaced frames) or a number of clips")
+        if self.clips == 0:
+            self.clip_len = 0  # unused: the same set, the same cache key
+        elif self.clip_len < 1 or self.clips * self.clip_len > 300:
+            raise ValueError(
+                f"clips={self.clips} clip_len={self.clip_len}: clip_len must be at least 1 and the clips "
+                "must fit side by side in the nominal 300-frame video"
+            )
         for fr in (self.split_fractions, self.standin_split_fractions):
             if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
                 raise ValueError("split fractions must be three fractions (train, val, test) summing to 1")

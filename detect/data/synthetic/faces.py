@@ -7,6 +7,7 @@ from the projected landmarks, so the 81 landmarks sit exactly on the rendered fe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from detect.data.synthetic import landmarks as L
+from detect.data.synthetic import temporal as T
 
 ATLAS = 160
 GRAIN_MARGIN = 48
@@ -243,46 +245,59 @@ def _background(seed: int, size: int, kind: str) -> np.ndarray:
 
 
 def sample_frames(
-    rng: np.random.Generator, scene: Scene, n: int, size: int, style: Style = Style()
+    rng: np.random.Generator, scene: Scene, frames: Sequence[int], size: int, style: Style = Style()
 ) -> list[Frame]:
-    """``n`` frames evenly spread over a clip: smooth head motion, changing expression and light."""
+    """The frames numbered ``frames`` (of a nominal ``CLIP_FRAMES``-frame clip): every parameter a smooth
+    function of the frame number, drawn once per video (:mod:`temporal`), so consecutive frames differ a
+    little and distant ones as much as independent draws; only the sensor noise is new in every frame."""
+    nums = [int(f) for f in frames]
     base_scale = float(rng.uniform(*style.scale_range)) * size / 256
     yaw0 = float(rng.uniform(-0.5, 0.5) * style.yaw_range)
     m = scene.motion
-    frames = []
-    for i in range(n):
-        t = i / max(n - 1, 1)
-        yaw = yaw0 + style.yaw_range * 0.7 * np.sin(2 * np.pi * 0.8 * t + m[0])
-        pitch = 0.12 * np.sin(2 * np.pi * 0.6 * t + m[1])
-        roll = 0.1 * np.sin(2 * np.pi * 0.5 * t + m[2])
-        pose = L.Pose(
-            yaw=float(yaw),
-            pitch=float(pitch),
-            roll=float(roll),
-            scale=base_scale * float(1 + 0.03 * np.sin(2 * np.pi * t + m[3]) + rng.normal(0, 0.01)),
-            dx=float(rng.normal(0, 2.5) * base_scale / 90),
-            dy=float(rng.normal(0, 2.5) * base_scale / 90),
-        )
-        expr = L.Expression(
-            open=float(np.clip(0.5 + 0.6 * np.sin(2 * np.pi * 1.7 * t + m[4]) + rng.normal(0, 0.15), 0, 1)),
-            smile=float(np.clip(0.4 + 0.5 * np.sin(2 * np.pi * 0.9 * t + m[5]), 0, 1)),
-            blink=float(rng.uniform(0.6, 1.0) if rng.random() < 0.15 else rng.uniform(0, 0.2)),
-            brow=float(np.clip(rng.normal(0.3, 0.3), 0, 1)),
-        )
-        az = scene.light_az + 0.25 * np.sin(2 * np.pi * t + m[6])
-        el = scene.light_el
-        light = np.array([np.sin(az) * np.cos(el), -np.sin(el), np.cos(az) * np.cos(el)])
-        frames.append(
+    t = np.asarray(nums, np.float64) / (T.CLIP_FRAMES - 1)
+    yaw = yaw0 + style.yaw_range * 0.7 * np.sin(2 * np.pi * 0.8 * t + m[0])
+    pitch = 0.12 * np.sin(2 * np.pi * 0.6 * t + m[1])
+    roll = 0.1 * np.sin(2 * np.pi * 0.5 * t + m[2])
+    wobble = 0.01 * T.smooth_track(rng, nums, (30, 150))
+    scale = base_scale * (1 + 0.03 * np.sin(2 * np.pi * t + m[3]) + wobble)
+    shift = 2.5 * base_scale / 90
+    dx = shift * T.smooth_track(rng, nums, (25, 150))
+    dy = shift * T.smooth_track(rng, nums, (25, 150))
+    talk = 0.15 * T.smooth_track(rng, nums, (12, 60))
+    mouth = np.clip(0.5 + 0.6 * np.sin(2 * np.pi * 1.7 * t + m[4]) + talk, 0, 1)
+    smile = np.clip(0.4 + 0.5 * np.sin(2 * np.pi * 0.9 * t + m[5]), 0, 1)
+    blink = T.blink_track(rng, nums)
+    brow = np.clip(0.3 + 0.3 * T.smooth_track(rng, nums, (30, 200)), 0, 1)
+    gaze_x = 0.25 * T.smooth_track(rng, nums, (20, 100))
+    gaze_y = 0.15 * T.smooth_track(rng, nums, (20, 100))
+    exposure = 1 + 0.03 * T.smooth_track(rng, nums, (50, 300))
+    az = scene.light_az + 0.25 * np.sin(2 * np.pi * t + m[6])
+    el = scene.light_el
+    noise_seed = int(rng.integers(2**31))
+    out = []
+    for k, f in enumerate(nums):
+        light = np.array([np.sin(az[k]) * np.cos(el), -np.sin(el), np.cos(az[k]) * np.cos(el)])
+        grain = np.random.default_rng([noise_seed, f]).integers(GRAIN_MARGIN, size=2)
+        out.append(
             Frame(
-                pose=pose,
-                expression=expr,
+                pose=L.Pose(
+                    yaw=float(yaw[k]),
+                    pitch=float(pitch[k]),
+                    roll=float(roll[k]),
+                    scale=float(scale[k]),
+                    dx=float(dx[k]),
+                    dy=float(dy[k]),
+                ),
+                expression=L.Expression(
+                    open=float(mouth[k]), smile=float(smile[k]), blink=float(blink[k]), brow=float(brow[k])
+                ),
                 light=light / np.linalg.norm(light),
-                gaze=(float(rng.normal(0, 0.25)), float(rng.normal(0, 0.15))),
-                exposure=float(1 + rng.normal(0, 0.03)),
-                noise_offset=(int(rng.integers(GRAIN_MARGIN)), int(rng.integers(GRAIN_MARGIN))),
+                gaze=(float(gaze_x[k]), float(gaze_y[k])),
+                exposure=float(exposure[k]),
+                noise_offset=(int(grain[0]), int(grain[1])),
             )
         )
-    return frames
+    return out
 
 
 @lru_cache(maxsize=4)

@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 
 from detect.data.index import landmark_path_for, write_index
+from detect.data.preprocess.clips import clip_frames, clip_starts
 from detect.data.synthetic import faces as F
 from detect.data.synthetic import landmarks as L
 from detect.data.synthetic import manipulations as M
+from detect.data.synthetic import temporal as T
 from detect.data.synthetic.autoencoder import RandomAutoencoder
 from detect.data.synthetic.codec import h264_roundtrip
 from detect.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE.json"
 SPLITS = ("train", "val", "test")
-NOMINAL_CLIP = 300
+NOMINAL_CLIP = T.CLIP_FRAMES
 PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 FF_SWAPS = {
     "DF": M.SwapParams(
@@ -64,6 +66,17 @@ def frame_numbers(n: int) -> list[int]:
     if n >= NOMINAL_CLIP:
         return list(range(n))
     return [int(v) for v in np.linspace(0, NOMINAL_CLIP - 1, n).round()]
+
+
+def stored_frames(n: int, clips: int = 0, clip_len: int = 0) -> tuple[list[int], list[list[int]]]:
+    """(frame numbers, clips) a video stores: ``n`` evenly spaced frames and no clips, or (``clips`` > 0)
+    ``clips`` clips of ``clip_len`` consecutive frames spread evenly over the nominal clip, placed by the
+    rule of preprocessing's ``clips=K clip_len=L`` (:func:`detect.data.preprocess.clips.clip_starts`) and
+    stored instead of the evenly spaced frames, as preprocessing does."""
+    if clips <= 0:
+        return frame_numbers(n), []
+    runs = clip_frames(clip_starts(NOMINAL_CLIP, clips, clip_len), clip_len)
+    return [f for run in runs for f in run], runs
 
 
 def split_sizes(n_pairs: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -96,19 +109,30 @@ def pairing(seed: int, pool: str, n: int, fractions: Sequence[float]) -> tuple[l
 
 @dataclass
 class Video:
-    """One source video: identity, scene and frame parameters."""
+    """One source video: identity, scene and the parameters of its frames numbered ``numbers``."""
 
     identity: F.Identity
     scene: F.Scene
     frames: list[F.Frame]
+    pool: str = ""
+    index: int = 0
+    numbers: tuple[int, ...] = ()
 
 
-def make_video(seed: int, pool: str, index: int, n_frames: int, size: int, style: F.Style) -> Video:
-    """The ``index``-th video of ``pool``: everything drawn from its own seeds."""
+def make_video(seed: int, pool: str, index: int, numbers: Sequence[int], size: int, style: F.Style) -> Video:
+    """The ``index``-th video of ``pool`` at frame numbers ``numbers``: everything drawn from its own
+    seeds, each frame's parameters a smooth function of its number (the same frame number gives the same
+    frame whatever else is stored)."""
     ident = F.sample_identity(rng_for(seed, pool, "identity", index), style)
     scene = F.sample_scene(rng_for(seed, pool, "scene", index), size, style)
-    frames = F.sample_frames(rng_for(seed, pool, "frames", index), scene, n_frames, size, style)
-    return Video(ident, scene, frames)
+    frames = F.sample_frames(rng_for(seed, pool, "frames", index), scene, numbers, size, style)
+    return Video(ident, scene, frames, pool, index, tuple(int(f) for f in numbers))
+
+
+def frame_rng(seed: int, video: Video, maker: str, k: int) -> np.random.Generator:
+    """The generator of ``maker``'s ``k``-th fake frame of ``video``: its own per frame (number), as a
+    deepfake generates each frame independently."""
+    return rng_for(seed, video.pool, maker, "frame", video.index, video.numbers[k])
 
 
 def render_video(v: Video, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -185,20 +209,27 @@ def ff_fakes(
     out = []
     for k, fr in enumerate(target.frames):
         s = fr.pose.scale
+        rng = frame_rng(cfg.seed, target, method, k)
+        jit = T.draw_jitter(rng)
         if method in FF_SWAPS:
             p = FF_SWAPS[method]
-            rng = rng_for(cfg.seed, FF_NAME, method, "noise", k)
             net = _net(cfg.seed, method, p.checkerboard)
-            out.append(M.swap(reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, p, rng))
+            out.append(
+                M.swap(reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, p, rng, jit)
+            )
         elif method == "FS":
-            out.append(M.landmark_swap(reals[k], lms[k], sources["real"][k], sources["real_lm"][k], s))
-        elif method == "F2F":
-            seed = zlib.crc32(f"{cfg.seed}/F2F/{target.identity.texture_seed}/{k}".encode())
-            out.append(M.expression_warp(reals[k], lms[k], sources["reenact"][k], s, seed=seed))
+            out.append(
+                M.landmark_swap(reals[k], lms[k], sources["real"][k], sources["real_lm"][k], s, jitter=jit)
+            )
+        elif method == "F2F":  # the relighting's direction: one per video, jittered per frame
+            seed = zlib.crc32(f"{cfg.seed}/F2F/{target.identity.texture_seed}".encode())
+            out.append(M.expression_warp(reals[k], lms[k], sources["reenact"][k], s, seed=seed, jitter=jit))
         elif method == "NT":
             seed = zlib.crc32(f"{cfg.seed}/NT".encode())
             out.append(
-                M.mouth_rerender(reals[k], lms[k], sources["mouth"][k], sources["mouth_lm"][k], s, seed=seed)
+                M.mouth_rerender(
+                    reals[k], lms[k], sources["mouth"][k], sources["mouth_lm"][k], s, seed=seed, jitter=jit
+                )
             )
         else:
             raise ValueError(f"unknown FF++ method {method!r}")
@@ -219,11 +250,14 @@ def standin_fakes(
     out = []
     for k, fr in enumerate(target.frames):
         s = fr.pose.scale
+        rng = frame_rng(cfg.seed, target, f"{stand_in.name}/{kind.label}", k)
+        jit = T.draw_jitter(rng)
         if kind.method == "swap":
             net = _net(cfg.seed, f"{stand_in.name}/{kind.label}", kind.swap.checkerboard)
-            rng = rng_for(cfg.seed, stand_in.name, kind.label, "noise", k)
             out.append(
-                M.swap(reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, kind.swap, rng)
+                M.swap(
+                    reals[k], lms[k], sources["swap"][k], sources["swap_lm"][k], s, net, kind.swap, rng, jit
+                )
             )
         elif kind.method == "mouth":
             seed = zlib.crc32(f"{cfg.seed}/{stand_in.name}".encode())
@@ -237,6 +271,7 @@ def standin_fakes(
                     block=kind.mouth_block,
                     texture=0.0,
                     seed=seed,
+                    jitter=jit,
                 )
             )
         else:
@@ -272,8 +307,9 @@ def _record(
     vid: str,
     frames: list[str],
     masks: list[str] | None = None,
+    clips: list[list[int]] | None = None,
 ) -> dict:
-    return {
+    out = {
         "index": index,
         "label_name": label,
         "split": split,
@@ -282,6 +318,9 @@ def _record(
         "frames": frames,
         "masks": masks or [],
     }
+    if clips:
+        out["clips"] = [list(c) for c in clips]
+    return out
 
 
 @dataclass
@@ -294,6 +333,7 @@ class Prepared:
     reals: list[np.ndarray]
     lms: list[np.ndarray]
     sources: dict[str, list[np.ndarray]]
+    clips: list[list[int]]
 
 
 def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepared:
@@ -306,8 +346,9 @@ def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepare
     size = cfg.image_size
     partner, split = pairing(cfg.seed, pool, n, fractions)
     j = partner[i]
-    target = make_video(cfg.seed, pool, i, nf, size, style)
-    source = make_video(cfg.seed, pool, j, nf, size, style)
+    nums, clips = stored_frames(nf, cfg.clips, cfg.clip_len)
+    target = make_video(cfg.seed, pool, i, nums, size, style)
+    source = make_video(cfg.seed, pool, j, nums, size, style)
     reals, lms = render_video(target, size)
     sources: dict[str, list[np.ndarray]] = {}
     if "swap" in needs:
@@ -318,7 +359,7 @@ def prepare(cfg: SyntheticConfig, pool: str, i: int, needs: set[str]) -> Prepare
         sources["reenact"] = reenactment_targets(target, source, size)
     if "mouth" in needs:
         sources["mouth"], sources["mouth_lm"] = mouth_targets(target, source, size)
-    return Prepared(target, j, split[i], reals, lms, sources)
+    return Prepared(target, j, split[i], reals, lms, sources, clips)
 
 
 FF_NEEDS = {"DF": "swap", "FSh": "swap", "FS": "real", "F2F": "reenact", "NT": "mouth"}
@@ -328,8 +369,7 @@ def _ff_job(cfg: SyntheticConfig, rgb: Path, i: int) -> list[dict]:
     pr = prepare(cfg, FF_NAME, i, {FF_NEEDS[m] for m in cfg.methods})
     target, reals, lms, j = pr.target, pr.reals, pr.lms, pr.partner
     fakes = {m: ff_fakes(cfg, m, target, reals, lms, pr.sources) for m in cfg.methods}
-    nf = cfg.frames_per_video
-    nums = frame_numbers(nf)
+    nums = list(target.numbers)
     vid, fid = f"{i:03d}", f"{i:03d}_{j:03d}"
     base = rgb / FF_NAME
     records = []
@@ -341,12 +381,14 @@ def _ff_job(cfg: SyntheticConfig, rgb: Path, i: int) -> list[dict]:
         frames = h264_roundtrip(reals, crf, cfg.x264_preset)
         folder = base / "original_sequences" / "youtube" / comp / "frames" / vid
         paths = _write_frames(folder, frames, lms, nums)
-        records.append(_record(FF_NAME, FF_LABELS["real"], pr.split, comp, vid, paths))
+        records.append(_record(FF_NAME, FF_LABELS["real"], pr.split, comp, vid, paths, clips=pr.clips))
         for m in cfg.methods:
             frames = h264_roundtrip([f.image for f in fakes[m]], crf, cfg.x264_preset)
             folder = base / "manipulated_sequences" / FF_METHODS[m] / comp / "frames" / fid
             paths = _write_frames(folder, frames, [f.landmarks for f in fakes[m]], nums)
-            records.append(_record(FF_NAME, FF_LABELS[m], pr.split, comp, fid, paths, mask_paths[m]))
+            records.append(
+                _record(FF_NAME, FF_LABELS[m], pr.split, comp, fid, paths, mask_paths[m], pr.clips)
+            )
     return records
 
 
@@ -408,8 +450,7 @@ def _standin_job(cfg: SyntheticConfig, rgb: Path, pool: str, i: int) -> list[dic
     methods = {k.method for s in members for k in s.fakes}
     pr = prepare(cfg, pool, i, methods)
     target, reals, lms, j, sources = pr.target, pr.reals, pr.lms, pr.partner, pr.sources
-    nf = cfg.frames_standin
-    nums = frame_numbers(nf)
+    nums = list(target.numbers)
     records = []
     real_paths: list[str] | None = None
     for s in members:
@@ -418,7 +459,7 @@ def _standin_job(cfg: SyntheticConfig, rgb: Path, pool: str, i: int) -> list[dic
         if real_paths is None:  # a pool's real videos are written once (at the lead's CRF)
             frames = h264_roundtrip(reals, lead.crf, cfg.x264_preset)
             real_paths = _write_frames(base / s.real_folder / "frames" / real_id, frames, lms, nums)
-        rec = _record(s.name, s.real_label, pr.split, None, real_id, real_paths)
+        rec = _record(s.name, s.real_label, pr.split, None, real_id, real_paths, clips=pr.clips)
         rec["folder"] = s.real_folder
         records.append(rec)
         for k, kind in enumerate(s.fakes):
@@ -428,7 +469,7 @@ def _standin_job(cfg: SyntheticConfig, rgb: Path, pool: str, i: int) -> list[dic
             paths = _write_frames(
                 base / kind.folder / "frames" / fake_id, frames, [f.landmarks for f in fakes], nums
             )
-            rec = _record(s.name, kind.label, pr.split, None, fake_id, paths)
+            rec = _record(s.name, kind.label, pr.split, None, fake_id, paths, clips=pr.clips)
             rec["original"], rec["folder"] = real_id, kind.folder
             records.append(rec)
     return records

@@ -10,6 +10,11 @@ where the blend mask is 0 are copied from ``real`` unchanged.
 - ``expression_warp`` (F2F): eyes and mouth warped towards another expression's landmarks;
 - ``mouth_rerender`` (NT): the mouth warped to another expression and re-rendered at low resolution with
   nearest-neighbour upsampling (blocky texture).
+
+Each takes the frame's :class:`~detect.data.synthetic.temporal.FrameJitter` (none by default): a fake is
+generated frame by frame, so its alignment (``shift``), blend boundary (``grow``), colour correction
+(``colour``) and relighting (``gain``, ``angle``) differ a little in every frame, the temporal trace of
+per-frame generation.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from detect.data.synthetic import landmarks as L
 from detect.data.synthetic.autoencoder import RandomAutoencoder
+from detect.data.synthetic.temporal import NO_JITTER, FrameJitter
 from detect.data.synthetic.warp import hull_mask, piecewise_affine
 
 
@@ -107,10 +113,27 @@ def mask_points(lm: np.ndarray, kind: str) -> np.ndarray:
 
 
 def face_alpha(
-    lm: np.ndarray, kind: str, scale: float, erode: float, feather: float, size: int
+    lm: np.ndarray, kind: str, scale: float, erode: float, feather: float, size: int, grow: float = 0.0
 ) -> np.ndarray:
-    """Blend alpha: the hull of ``mask_points``, eroded by ``erode``·scale, feathered by ``feather``·scale."""
-    return hull_mask(size, mask_points(lm, kind), grow=-erode * scale, blur=feather * scale)
+    """Blend alpha: the hull of ``mask_points``, eroded by ``erode``·scale (less ``grow`` pixels), feathered
+    by ``feather``·scale."""
+    return hull_mask(size, mask_points(lm, kind), grow=grow - erode * scale, blur=feather * scale)
+
+
+def shifted(img: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """``img`` moved by ``shift`` = (x, y) pixels (bilinear, borders reflected); unchanged for no shift."""
+    if shift[0] == 0 and shift[1] == 0:
+        return img
+    m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _tinted(img: np.ndarray, colour: tuple[float, float, float], unit: float) -> np.ndarray:
+    """``img`` (float, white = ``unit``) plus a per-channel ``colour`` offset (in [0, 1] units)."""
+    if not any(colour):
+        return img
+    return img + np.float32(unit) * np.asarray(colour, np.float32)
 
 
 def _square_box(pts: np.ndarray, margin: float) -> tuple[int, int, int]:
@@ -151,15 +174,17 @@ def swap(
     net: RandomAutoencoder,
     p: SwapParams,
     rng: np.random.Generator,
+    jitter: FrameJitter = NO_JITTER,
 ) -> Fake:
-    """Identity swap: ``source`` (the other identity in the target's pose) through the generator."""
+    """Identity swap: ``source`` (the other identity in the target's pose) through the generator; the
+    generated face misaligned by ``jitter.shift``, its colour correction off by ``jitter.colour``."""
     size = real.shape[0]
-    alpha = face_alpha(lm, p.mask, scale, p.erode, p.feather, size)
+    alpha = face_alpha(lm, p.mask, scale, p.erode, p.feather, size, jitter.grow)
     x0, y0, side = _square_box(mask_points(lm, p.mask), 0.15)
     face = _crop(source, x0, y0, side).astype(np.float32) / 255.0
     small = cv2.resize(face, (p.gen_res, p.gen_res), interpolation=cv2.INTER_AREA)
     gen = small + net.residual(small, p.strength) if p.strength > 0 else small
-    up = cv2.resize(gen, (side, side), interpolation=cv2.INTER_LINEAR)
+    up = shifted(cv2.resize(gen, (side, side), interpolation=cv2.INTER_LINEAR), jitter.shift)
     if p.sharpen > 0:
         up = up + p.sharpen * (up - cv2.GaussianBlur(up, (0, 0), 1.5))
     if p.noise > 0:
@@ -169,7 +194,7 @@ def swap(
         return Fake(real.copy(), np.zeros(real.shape[:2], np.uint8), lm.copy())
     ref = real[roi].astype(np.float32) / 255.0
     generated = _paste(ref, up, x0 - roi[1].start, y0 - roi[0].start)
-    generated = colour_transfer(generated, ref, alpha[roi], p.colour)
+    generated = _tinted(colour_transfer(generated, ref, alpha[roi], p.colour), jitter.colour, 1.0)
     image, mask = blend_roi(real, np.clip(generated * 255.0, 0, 255), alpha, roi)
     out_lm = lm.copy()
     out_lm[17:68] = source_lm[17:68]
@@ -200,13 +225,19 @@ def landmark_swap(
     erode: float = 0.03,
     feather: float = 0.008,
     render: float = 0.7,
+    jitter: FrameJitter = NO_JITTER,
 ) -> Fake:
-    """FaceSwap-style: warp the source's own frame onto the target's landmarks, rendered at ``render`` of
-    the frame's resolution (FaceSwap's textured 3D model); colours left unmatched."""
+    """FaceSwap-style: warp the source's own frame onto the target's landmarks (off by ``jitter.shift``),
+    rendered at ``render`` of the frame's resolution (FaceSwap's textured 3D model); colours left unmatched
+    (the rendering's own colour off by ``jitter.colour``)."""
     size = real.shape[0]
-    warped = piecewise_affine(source, source_lm, lm, margin=4)
-    alpha = face_alpha(lm, "hull68", scale, erode, feather, size)
-    warped = render_lowres(warped, alpha_roi(alpha), render)
+    warped = piecewise_affine(source, source_lm, lm + np.float32(jitter.shift), margin=4)
+    alpha = face_alpha(lm, "hull68", scale, erode, feather, size, jitter.grow)
+    roi = alpha_roi(alpha)
+    if roi is not None and any(jitter.colour):
+        warped = warped.copy()
+        warped[roi] = np.clip(_tinted(warped[roi].astype(np.float32), jitter.colour, 255.0), 0, 255)
+    warped = render_lowres(warped, roi, render)
     image, mask = blend(real, warped, alpha)
     return Fake(image, mask, lm.copy())
 
@@ -226,22 +257,27 @@ def expression_warp(
     relight: float = 0.35,
     render: float = 0.85,
     seed: int = 0,
+    jitter: FrameJitter = NO_JITTER,
 ) -> Fake:
     """Face2Face-style reenactment: move ``points`` to ``target_lm``'s and warp the frame with them.
 
     The warped face is "re-rendered" under a slightly different illumination (a brightness ramp of
-    +-``relight`` across the blended region, as a parametric face model's own lighting would leave) and at
-    ``render`` of the frame's resolution (the model's texture is coarser than the video).
+    +-``relight`` across the blended region, as a parametric face model's own lighting would leave; its
+    direction drawn from ``seed``) and at ``render`` of the frame's resolution (the model's texture is
+    coarser than the video). Per frame, the moved points are off by ``jitter.shift``, the mask's boundary
+    by ``jitter.grow`` pixels, and the relighting's amplitude and direction by ``jitter.gain`` and
+    ``jitter.angle``.
     """
     size = real.shape[0]
     new_lm = lm.copy()
     idx = list(points)
-    new_lm[idx] = target_lm[idx]
+    new_lm[idx] = target_lm[idx] + np.float32(jitter.shift)
     region = np.concatenate([new_lm[idx], lm[idx]])
     warped = piecewise_affine(real, lm, new_lm, margin=(grow + 3 * feather) * scale + 2)
-    alpha = hull_mask(size, region, grow=grow * scale, blur=feather * scale)
+    alpha = hull_mask(size, region, grow=grow * scale + jitter.grow, blur=feather * scale)
+    relight = relight * jitter.gain
     if relight > 0:  # a light from another direction: a brightness ramp of +-relight across the face
-        theta = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+        theta = np.random.default_rng(seed).uniform(0, 2 * np.pi) + jitter.angle
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         c = lm[:68].mean(0)
         ramp = ((xx - c[0]) * np.cos(theta) + (yy - c[1]) * np.sin(theta)) / scale
@@ -262,12 +298,14 @@ def mouth_rerender(
     grow: float = 0.15,
     feather: float = 0.03,
     seed: int = 0,
+    jitter: FrameJitter = NO_JITTER,
 ) -> Fake:
     """NeuralTextures-style: the mouth region replaced by a re-rendering with another mouth expression,
-    produced at 1/``block`` resolution with a fixed "neural texture" pattern and upsampled blockily."""
+    produced at 1/``block`` resolution with a fixed "neural texture" pattern and upsampled blockily. Per
+    frame the re-rendering is off by ``jitter.shift`` and ``jitter.colour``, the mask by ``jitter.grow``."""
     size = real.shape[0]
     region = np.concatenate([rendered_lm[list(L.MOUTH)], lm[list(L.MOUTH)]])
-    alpha = hull_mask(size, region, grow=grow * scale, blur=feather * scale)
+    alpha = hull_mask(size, region, grow=grow * scale + jitter.grow, blur=feather * scale)
     roi = alpha_roi(alpha)
     if roi is None:
         return Fake(real.copy(), np.zeros(real.shape[:2], np.uint8), lm.copy())
@@ -275,13 +313,14 @@ def mouth_rerender(
     y0, x0 = (roi[0].start // block) * block, (roi[1].start // block) * block
     y1 = min(size, -(-roi[0].stop // block) * block)
     x1 = min(size, -(-roi[1].stop // block) * block)
-    part = rendered[y0:y1, x0:x1].astype(np.float32) / 255.0
+    part = shifted(rendered, jitter.shift)[y0:y1, x0:x1].astype(np.float32) / 255.0
     h, w = part.shape[:2]
     small = cv2.resize(part, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
     if texture > 0:  # a fixed "neural texture" pattern, the same for every video of the method
         pattern = np.random.default_rng(seed).normal(0, texture, (4, 4, 3)).astype(np.float32)
         reps = (small.shape[0] // 4 + 1, small.shape[1] // 4 + 1, 1)
         small = small + np.tile(pattern, reps)[: small.shape[0], : small.shape[1]]
+    small = _tinted(small, jitter.colour, 1.0)
     up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     full_roi = (slice(y0, y1), slice(x0, x1))
     image, mask = blend_roi(real, np.clip(up * 255.0, 0, 255), alpha, full_roi)
