@@ -364,7 +364,7 @@ def test_mouth_clips_are_squares_centred_on_the_mouth_sized_by_the_eyes(tmp_path
 
 @pytest.mark.parametrize(
     "extra,clip_len,rule,size,crop,batch,epochs,net_width",
-    [([], 25, "consecutive", 96, 88, 32, 20, 256), (["+scale=smoke"], 4, "dfb", 64, None, 32, 2, 4)],
+    [([], 25, "consecutive", 96, 88, 32, 20, 256), (["+scale=smoke"], 4, "consecutive", 64, None, 32, 2, 4)],
 )
 def test_both_recipes_compose(extra, clip_len, rule, size, crop, batch, epochs, net_width):
     cfg = compose(["method=lipforensics", *extra])
