@@ -37,3 +37,23 @@ def test_detector_trains_and_evaluates_at_smoke_scale(option: str, synthetic_cac
     assert math.isfinite(auc) and 0.0 <= auc <= 1.0
     assert (trainer.run_dir / "results.json").is_file()
     assert any(trainer.run_dir.glob("**/*.pt")), "no checkpoint written"
+
+
+@pytest.mark.e2e
+def test_a_clip_detector_trains_on_consecutive_synthetic_clips(tmp_path: Path):
+    """make test's smoke run of the clip detectors (the full list above is long): FTCN at smoke scale on a
+    small synthetic benchmark storing 2 clips of 4 consecutive frames per video (DF only, no stand-ins),
+    scored per video from its clips."""
+    small = [
+        "+data.generator.n_source_videos=6",
+        "+data.generator.methods=[DF]",
+        "+data.generator.standins=[]",
+        "dataset.manipulations=[DF]",
+        "runtime.num_workers=0",
+        "trainer.epochs=1",
+    ]
+    trainer = train_in_process(tmp_path / "cache", tmp_path, ["method=ftcn", "+scale=smoke", *small])
+    ff = trainer.results["metrics"]["FF++"]
+    assert trainer.results["config"]["data"]["generator"]["clips"] == 2  # the recipe asked for clips
+    assert ff["n_clips"] == 2 * ff["n_videos"] and ff["n_frames"] == 4 * ff["n_clips"]
+    assert math.isfinite(ff["video_auc"]) and (trainer.run_dir / "results.json").is_file()
