@@ -257,6 +257,28 @@ def test_prediction_takes_images_only_and_uses_the_common_branch():
     assert got.shape == (4,) and bool(((got > 0) & (got < 1)).all())
 
 
+def test_prediction_scores_the_branch_that_training_fits():
+    """The logit the common cross-entropy trains (``forward_train``) is the logit ``predict`` scores, for the
+    same images: in eval mode, and in train mode with the stochastic parts (logit dropout, common shuffle)
+    off; and each pair's real is scored against label 0, its fake against 1."""
+    torch.manual_seed(0)
+    m = _tiny_ucf(head_dropout=0.0, decoder_dropout=0.0)
+    batch = _pair_batch(4)
+    images, labels, _, _ = UCF.pair_batch(batch)
+    assert torch.equal(images[:4], batch["images"][:, 0]) and torch.equal(images[4:], batch["images"][:, 1])
+    assert labels.tolist() == [0.0] * 4 + [1.0] * 4
+    for training in (False, True):
+        m.train(training)
+        with torch.no_grad():
+            trained = m.forward_train(images, labels)["common_logit"]
+            scored = m.common_logits(images)
+        torch.testing.assert_close(trained, scored)
+    m.eval()
+    with torch.no_grad():
+        trained = m.forward_train(images, labels)["common_logit"]
+    torch.testing.assert_close(m.predict(images), torch.sigmoid(trained))
+
+
 # -- recipes and the reference model --------------------------------------------------------------------
 def test_both_recipes_compose_with_the_values_their_headers_give():
     paper, dfb = compose(["method=ucf"]), compose(["method=ucf/dfb"])
