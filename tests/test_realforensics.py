@@ -283,7 +283,7 @@ def test_the_recipes_compose(smoke):
     assert m.scheduler.warmup_steps == 562 and cfg.trainer.batch_size == (32 if not smoke else 32)
     if smoke:
         assert (m.clip_len, m.clip_rule, cfg.input.size, m.csn.stem_width) == (4, "consecutive", 64, 8)
-        assert (cfg.data.generator.clips, cfg.data.generator.clip_len) == (2, 4)  # consecutive synthetic clips
+        assert (cfg.data.generator.clips, cfg.data.generator.clip_len) == (2, 4)  # synthetic clips
     else:
         assert (m.clip_len, m.clip_rule, cfg.input.size, cfg.input.crop) == (25, "consecutive", 120, 112)
         assert m.csn.depth == 101 and m.projection_size == 256 and m.predictor.dim == 512

@@ -282,7 +282,7 @@ def test_configs_compose_with_the_paper_recipe_and_the_smoke_scale():
     smoke = compose(["method=style_flow", "+scale=smoke"])
     s = smoke.method
     assert (s.clip_len, s.clip_rule, s.stage1_steps, smoke.input.size) == (4, "consecutive", 1, 64)
-    assert (smoke.data.generator.clips, smoke.data.generator.clip_len) == (2, 4)  # consecutive synthetic clips
+    assert (smoke.data.generator.clips, smoke.data.generator.clip_len) == (2, 4)  # synthetic clips
     assert s.encoder_net.input_size == 64 and list(s.encoder_net.stand_in.widths) == [4, 8, 8, 8]
     built = build_method(s, smoke.backbone)
     assert isinstance(built, StyleFlow) and "clips" in built.data_needs
