@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import train_in_process
+from helpers import compose, train_in_process
 
 from detect.analysis.detector_bench import method_options
+from detect.engine.scoring import evaluate_checkpoint
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PAPERS_METHODS = {"dpl", "ltw", "prodet"}
@@ -57,3 +58,13 @@ def test_a_clip_detector_trains_on_consecutive_synthetic_clips(tmp_path: Path):
     assert trainer.results["config"]["data"]["generator"]["clips"] == 2  # the recipe asked for clips
     assert ff["n_clips"] == 2 * ff["n_videos"] and ff["n_frames"] == 4 * ff["n_clips"]
     assert math.isfinite(ff["video_auc"]) and (trainer.run_dir / "results.json").is_file()
+    # eval.py composes no method (so no recipe asks for clips): it takes the training's synthetic clips
+    ckpt = trainer.run_dir / "checkpoints" / "best.pt"
+    data = [o for o in small if o.startswith(("+data.", "dataset."))]
+    paths = [f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path}", "logger=none"]
+    cfg = compose([*paths, *data, f"ckpt={ckpt}", "trainer.progress=false"], "eval")
+    assert cfg.data.generator.clips == 0
+    evaluated = evaluate_checkpoint(cfg, tmp_path / "eval")
+    assert evaluated["config"]["data"]["generator"]["clips"] == 2
+    assert evaluated["metrics"]["FF++"]["n_clips"] == ff["n_clips"]
+    assert evaluated["metrics"]["FF++"]["video_auc"] == pytest.approx(ff["video_auc"])

@@ -105,6 +105,21 @@ def variant_means(test_sets: Mapping, metrics: Mapping[str, Mapping]) -> dict[st
     return out
 
 
+def synthetic_clips_from_training(cfg: DictConfig, trained: DictConfig) -> None:
+    """Evaluate a clip detector trained on the synthetic benchmark's consecutive clips on those clips too.
+
+    ``conf/data/synthetic.yaml`` reads ``data.generator.clips``/``clip_len`` from the method's recipe, and an
+    evaluation composes no method, so they read 0 there (8 evenly spaced frames, which hold no clip). When
+    they do and the checkpoint's training data stored clips, the training's values are taken (and recorded
+    in the evaluation's config); values given on the command line are kept."""
+    if cfg.data.get("kind") != "synthetic":
+        return
+    ours, theirs = cfg.data.get("generator") or {}, (trained.get("data") or {}).get("generator") or {}
+    if int(ours.get("clips") or 0) == 0 and int(theirs.get("clips") or 0) > 0:
+        cfg.data.generator.clips = int(theirs["clips"])
+        cfg.data.generator.clip_len = int(theirs["clip_len"])
+
+
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """Load ``cfg.ckpt`` (weights_only), evaluate ``cfg.protocol``'s test sets, write results.json."""
     t0 = time.perf_counter()
@@ -120,6 +135,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         load_method_state(method, state, cfg.ckpt, describe(state))
         method.to(runtime.device).eval()
         seed_everything(cfg.seed)
+        synthetic_clips_from_training(cfg, trained)
         prepare_data(cfg)
         sets = protocol_sets(cfg, roles=("test",))
         tables = load_sets(sets, str(cfg.data.kind))
