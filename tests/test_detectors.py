@@ -199,6 +199,7 @@ def test_configs_hold_the_papers_backbones_and_defaults():
         "iid/dfb",
         "sia",
         "sia/dfb",
+        "style_flow",
     ],
 )
 def test_presets_augment_as_deepfakebenchs_generic_pipeline(option):
