@@ -198,11 +198,7 @@ class AltFreezing(ClipBCEMethod):
         name: str = "altfreezing",
     ) -> None:
         super().__init__()
-        if int(clip_len) < 1:
-            raise ValueError(f"method.clip_len={clip_len}: must be at least 1")
-        self.clip_len = int(clip_len)
-        self.eval_clips_per_video = eval_clips_per_video
-        self.clip_rule = clip_rule
+        self.set_clip_sampling(clip_len, eval_clips_per_video, clip_rule)
         alt = dict(alternation or {})
         self.spatial_iters = int(alt.get("spatial", 1))
         self.temporal_iters = int(alt.get("temporal", 20))

@@ -35,6 +35,19 @@ class ClipBCEMethod(Method):
 
     clip_len: int
     clip_rule: str
+    eval_clips_per_video: int | None = None
+
+    def set_clip_sampling(
+        self, clip_len: int, eval_clips_per_video: int | None, clip_rule: str, minimum: int = 1, why: str = ""
+    ) -> None:
+        """Check and keep the clip settings every clip detector takes from ``method.*``: ``clip_len`` frames
+        per clip (at least ``minimum``; ``why`` says what needs that many), ``eval_clips_per_video`` (None:
+        every clip) and ``clip_rule`` (:mod:`detect.data.clip_view`)."""
+        if int(clip_len) < minimum:
+            reason = f" ({why})" if why else ""
+            raise ValueError(f"method.clip_len={clip_len}: must be at least {minimum}{reason}")
+        self.clip_len, self.clip_rule = int(clip_len), str(clip_rule)
+        self.eval_clips_per_video = eval_clips_per_video
 
     def logits(self, clips: Tensor) -> Tensor:
         raise NotImplementedError

@@ -285,14 +285,8 @@ class FTCN(ClipBCEMethod):
         name: str = "ftcn",
     ) -> None:
         super().__init__()
-        if int(clip_len) < (2 if time_pool else 1):
-            raise ValueError(
-                f"method.clip_len={clip_len}: must be at least {2 if time_pool else 1}"
-                + (" (method.time_pool halves the time steps)" if time_pool else "")
-            )
-        self.clip_len = int(clip_len)
-        self.eval_clips_per_video = eval_clips_per_video
-        self.clip_rule = clip_rule
+        pooled = {"minimum": 2, "why": "method.time_pool halves the time steps"} if time_pool else {}
+        self.set_clip_sampling(clip_len, eval_clips_per_video, clip_rule, **pooled)
         self.net = TemporalResNet(time_pool=bool(time_pool))
         tokens = self.net.time_steps(self.clip_len)
         self.head = TemporalTransformer(tokens, dim=TemporalResNet.out_channels, **(transformer or {}))

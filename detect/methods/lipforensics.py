@@ -154,10 +154,7 @@ class LipForensics(ClipBCEMethod):
         name: str = "lipforensics",
     ) -> None:
         super().__init__()
-        if int(clip_len) < 1:
-            raise ValueError(f"method.clip_len={clip_len}: must be at least 1")
-        self.clip_len, self.clip_rule = int(clip_len), str(clip_rule)
-        self.eval_clips_per_video = eval_clips_per_video
+        self.set_clip_sampling(clip_len, eval_clips_per_video, clip_rule)
         mouth = dict(mouth or {})
         self.mouth_size = mouth.get("size")
         self.eye_ratio = float(mouth.get("eye_ratio", LRW_EYE_RATIO))

@@ -153,10 +153,7 @@ class RealForensics(ClipBCEMethod):
         name: str = "realforensics",
     ) -> None:
         super().__init__()
-        if int(clip_len) < 1:
-            raise ValueError(f"method.clip_len={clip_len}: must be at least 1")
-        self.clip_len, self.clip_rule = int(clip_len), clip_rule
-        self.eval_clips_per_video = eval_clips_per_video
+        self.set_clip_sampling(clip_len, eval_clips_per_video, clip_rule)
         self.ssl_weight = float(ssl_weight)
         csn_cfg = dict(csn or {})
         with torch.random.fork_rng(devices=[]):

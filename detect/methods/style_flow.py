@@ -109,10 +109,8 @@ class StyleFlow(ClipBCEMethod):
         name: str = "style_flow",
     ) -> None:
         super().__init__()
-        if int(clip_len) < 2:
-            raise ValueError(f"method.clip_len={clip_len}: a style flow needs at least 2 frames")
-        self.clip_len, self.clip_rule = int(clip_len), clip_rule
-        self.eval_clips_per_video = eval_clips_per_video
+        flow = "a style flow is the difference of two frames"
+        self.set_clip_sampling(clip_len, eval_clips_per_video, clip_rule, minimum=2, why=flow)
         self.encoder, self.encoder_info = load_style_encoder(encoder, encoder_seed, **dict(encoder_net or {}))
         feature_size = self.encoder.n_styles * self.encoder.style_dim
         self.style_gru = StyleGRU(feature_size, self.clip_len - 1, **dict(style_gru or {}))
