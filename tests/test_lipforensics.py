@@ -17,7 +17,8 @@ from step_probe import one_step_gradients
 
 from detect.convert.common import ConversionError, check_against
 from detect.convert.lipforensics_release import convert
-from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset, mouth_box
+from detect.data.clip_view import mouth_box
+from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset
 from detect.data.sample_table import COLUMNS
 from detect.data.transforms import Pipeline
 from detect.engine.clip_scoring import predict_for_method

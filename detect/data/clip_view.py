@@ -41,6 +41,7 @@ Perturbation = Callable[[np.ndarray, int], np.ndarray]
 RULES = ("consecutive", "dfb")
 REGIONS = ("face", "mouth")
 MOUTH_POINTS = slice(48, 68)  # dlib's 68-point scheme (the 81-point one shares its first 68)
+OUTER_EYE_CORNERS = (36, 45)
 
 
 def consecutive_windows(frames: np.ndarray, clip_len: int) -> list[np.ndarray]:
@@ -104,11 +105,20 @@ def table_clips(
     return out
 
 
-def mouth_square(landmarks: list[np.ndarray], size: int) -> tuple[int, int]:
-    """Top-left corner of the ``size`` x ``size`` square centred on the clip's mean mouth position."""
-    centre = np.mean([np.asarray(lm, np.float64)[MOUTH_POINTS].mean(0) for lm in landmarks], axis=0)
-    x0, y0 = np.rint(centre - size / 2.0).astype(int)
-    return int(x0), int(y0)
+def mouth_box(
+    landmarks: list[np.ndarray], size: int | None, eye_ratio: float | None = None
+) -> tuple[int, int, int]:
+    """``(x0, y0, side)`` of the square centred on the clip's mean mouth position: ``side`` = ``size``, or
+    ``eye_ratio`` x the clip's mean outer-eye-corner distance (at least 1 px) when ``size`` is None."""
+    pts = [np.asarray(lm, np.float64) for lm in landmarks]
+    centre = np.mean([p[MOUTH_POINTS].mean(0) for p in pts], axis=0)
+    if size is None:
+        eyes = np.mean([np.linalg.norm(p[OUTER_EYE_CORNERS[1]] - p[OUTER_EYE_CORNERS[0]]) for p in pts])
+        side = max(int(round(float(eye_ratio) * float(eyes))), 1)
+    else:
+        side = int(size)
+    x0, y0 = np.rint(centre - side / 2.0).astype(int)
+    return int(x0), int(y0), side
 
 
 def cut_square(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
@@ -144,8 +154,9 @@ class ClipDataset(Dataset):
 
     ``train``: one augmentation draw shared by the clip's frames; ``perturbation``: a test-time
     perturbation applied to every frame of a clip with the clip's first frame's key (one draw per clip);
-    ``region``: ``face`` (the stored crop) or ``mouth`` (one ``mouth_size`` square per clip around the mouth,
-    from the frames' landmark files).
+    ``region``: ``face`` (the stored crop) or ``mouth`` (one square per clip around the mouth, from the
+    frames' landmark files: ``mouth_size`` pixels, or, with ``mouth_size=None``, ``eye_ratio`` x the clip's
+    mean outer-eye-corner distance; :func:`mouth_box`).
     """
 
     def __init__(
@@ -157,15 +168,24 @@ class ClipDataset(Dataset):
         clips_per_video: int | None = None,
         perturbation: Perturbation | None = None,
         region: str = "face",
-        mouth_size: int = 96,
+        mouth_size: int | None = 96,
         rule: str = "consecutive",
         seed: int = 0,
+        eye_ratio: float | None = None,
     ) -> None:
         if region not in REGIONS:
             raise ValueError(f"region={region!r}: use one of {REGIONS}")
-        if int(mouth_size) < 1:
-            raise ValueError(f"mouth_size={mouth_size}: must be at least 1")
-        self.region, self.mouth_size = region, int(mouth_size)
+        if mouth_size is not None and int(mouth_size) < 1:
+            raise ValueError(f"mouth_size={mouth_size}: must be at least 1 (null: eye_ratio x eye distance)")
+        if eye_ratio is not None and not float(eye_ratio) > 0:
+            raise ValueError(f"eye_ratio={eye_ratio}: must be positive")
+        if mouth_size is None and eye_ratio is None:
+            raise ValueError(
+                "mouth_size=None needs an eye_ratio (the mouth square's side over the eye distance)"
+            )
+        self.region = region
+        self.mouth_size = None if mouth_size is None else int(mouth_size)
+        self.eye_ratio = None if eye_ratio is None else float(eye_ratio)
         self.table = table.reset_index(drop=True)
         self.clip_len, self.clips_per_video, self.rule = int(clip_len), clips_per_video, rule
         self.random_starts = rule == "dfb" and train
@@ -219,8 +239,8 @@ class ClipDataset(Dataset):
             frames = [self.perturbation(f, key) for f in frames]
         if self.region == "mouth":
             lms = [read_landmarks(str(self.table.at[int(r), "landmark_path"])) for r in rows]
-            x0, y0 = mouth_square(lms, self.mouth_size)
-            frames = [cut_square(f, x0, y0, self.mouth_size) for f in frames]
+            x0, y0, side = mouth_box(lms, self.mouth_size, self.eye_ratio)
+            frames = [cut_square(f, x0, y0, side) for f in frames]
         return frames
 
     def __getitem__(self, i: int) -> dict:

@@ -33,8 +33,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from detect.data.clip_view import cut_square
-from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset, mouth_box
+from detect.data.clip_view import cut_square, mouth_box
+from detect.data.mouth_clips import LRW_EYE_RATIO, MouthClipDataset
 from detect.data.transforms import Pipeline
 from detect.engine.context import StepContext
 from detect.engine.method_contract import StepOutput
